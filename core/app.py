@@ -1,0 +1,84 @@
+"""The Flask application factory: `gunicorn 'core.app:create_app()'`."""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from flask import Flask, g
+
+from core import config as config_mod
+from core import db as db_mod
+from core import i18n, modules, queue
+from core.web import admin, api, auth_views, errors, init_templating, main, security
+
+log = logging.getLogger("vnhis")
+
+
+def create_app(config: config_mod.Config | None = None, *, session_factory=None,
+               check_database: bool = True) -> Flask:
+    """Build the application.
+
+    config: defaults to the environment (ConfigError on a bad or missing setting).
+    session_factory: tests hand in one bound to their rolled-back transaction.
+    """
+    cfg = config or config_mod.load()
+    app = Flask(__name__, template_folder="templates", static_folder="static")
+    app.config.update(
+        SECRET_KEY=cfg.secret_key,
+        SESSION_COOKIE_NAME="vnhis_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=cfg.is_production,
+        WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the login session
+        MAX_CONTENT_LENGTH=64 * 1024 * 1024,
+        TESTING=cfg.env == "test",
+    )
+    app.extensions["vnhis.config"] = cfg
+    cfg.storage_dir.mkdir(parents=True, exist_ok=True)
+
+    if session_factory is None:
+        engine = db_mod.make_engine(cfg.database_url)
+        if check_database:
+            db_mod.check_connection(engine)
+        session_factory = db_mod.make_session_factory(engine)
+    app.extensions["vnhis.session_factory"] = session_factory
+    app.extensions["vnhis.redis"] = redis.Redis.from_url(
+        cfg.redis_url, socket_connect_timeout=1, socket_timeout=2) if cfg.redis_url else None
+    _wire_queue(app, cfg, session_factory)
+
+    i18n.init_app(app)
+    init_templating(app)
+    security.init_app(app)
+    errors.init_app(app)
+    for blueprint in (auth_views.bp, main.bp, admin.bp, api.bp):
+        app.register_blueprint(blueprint)
+    security.csrf.exempt(api.bp)  # the API checks CSRF itself for cookie-authenticated calls
+    for module in modules.load(cfg.modules):
+        init = getattr(module, "init_app", None)
+        if init is not None:
+            init(app)
+
+    @app.teardown_appcontext
+    def _close_session(exc):
+        session = g.pop("db_session", None)
+        if session is not None:
+            session.close()  # rolls back whatever the handler did not commit
+
+    return app
+
+
+def _wire_queue(app: Flask, cfg, session_factory) -> None:
+    """After a commit, new jobs go to Redis at once; without Redis an in-process runner runs them."""
+    import core.jobs  # noqa: F401  (registers the platform's own jobs)
+
+    if cfg.redis_url:
+        dispatcher = queue.RedisDispatcher(session_factory, app.extensions["vnhis.redis"])
+    else:
+        runner = queue.InProcessRunner(session_factory)
+        app.extensions["vnhis.runner"] = runner
+        dispatcher = queue.LocalDispatcher(runner)
+        if cfg.env != "test":
+            runner.start()
+    session_factory.configure(info={**(session_factory.kw.get("info") or {}),
+                                    "vnhis.queue.dispatcher": dispatcher})

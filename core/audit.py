@@ -1,0 +1,194 @@
+"""The hash-chained, append-only audit trail.
+
+`record(session, actor, action, target, detail)` is the one call every module uses for every read
+and write of medical data and every security failure. Events join the caller's transaction: they
+are chained and inserted just before that transaction commits (so the chain lock is held only
+for the commit itself) and vanish with it on rollback.
+
+Each event stores the hash of the previous event and SHA-256 of its own canonical content; the
+single `audit_chain_head` row carries the last sequence number and hash, so an edited, removed or
+re-ordered event — including the newest ones — is found by `verify`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import event, select
+from sqlalchemy.orm import Session
+
+from core.db import utcnow
+from core.models import AuditChainHead, AuditEvent
+
+GENESIS_HASH = "0" * 64
+_PENDING = "vnhis.audit.pending"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who does something: a user, a machine account, or the system itself."""
+
+    id: int | None
+    name: str
+    ip: str | None = None
+
+    @classmethod
+    def system(cls, name: str = "system") -> Actor:
+        return cls(id=None, name=name)
+
+    @classmethod
+    def of(cls, user, ip: str | None = None) -> Actor:
+        return cls(id=user.id, name=user.username, ip=ip)
+
+
+def _target(target) -> tuple[str | None, str | None]:
+    if target is None:
+        return None, None
+    if isinstance(target, tuple):
+        kind, ident = target
+        return kind, None if ident is None else str(ident)
+    table = getattr(target, "__tablename__", type(target).__name__)
+    ident = getattr(target, "id", None)
+    return table, None if ident is None else str(ident)
+
+
+def record(session: Session, actor: Actor, action: str, target=None, detail: dict | None = None) -> None:
+    """Add an audit event to the session's transaction.
+
+    target: a mapped object (its table name and id are kept), a (type, id) tuple, or None.
+    detail: JSON-able facts; never passwords or tokens.
+    """
+    target_type, target_id = _target(target)
+    # Round-trip through JSON now so the stored value and the hashed value are the same.
+    normalised = json.loads(json.dumps(detail or {}, default=str, ensure_ascii=False))
+    session.info.setdefault(_PENDING, []).append({
+        "occurred_at": utcnow(),
+        "actor_id": actor.id,
+        "actor_name": actor.name,
+        "action": action,
+        "target_type": target_type,
+        "target_id": target_id,
+        "detail": normalised,
+        "ip": actor.ip,
+    })
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def content_hash(seq: int, prev_hash: str, fields: dict) -> str:
+    canonical = json.dumps(
+        {
+            "seq": seq,
+            "prev_hash": prev_hash,
+            "occurred_at": _iso(fields["occurred_at"]),
+            "actor_id": fields["actor_id"],
+            "actor_name": fields["actor_name"],
+            "action": fields["action"],
+            "target_type": fields["target_type"],
+            "target_id": fields["target_id"],
+            "detail": fields["detail"],
+            "ip": fields["ip"],
+        },
+        sort_keys=True, ensure_ascii=False, separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+@event.listens_for(Session, "before_commit")
+def _seal_pending(session: Session) -> None:
+    pending = session.info.pop(_PENDING, None)
+    if not pending:
+        return
+    head = session.execute(
+        select(AuditChainHead).where(AuditChainHead.id == 1).with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar_one()
+    seq, prev = head.last_seq, head.last_hash
+    for fields in pending:
+        seq += 1
+        digest = content_hash(seq, prev, fields)
+        session.add(AuditEvent(seq=seq, prev_hash=prev, hash=digest, **fields))
+        prev = digest
+    head.last_seq, head.last_hash = seq, prev
+    session.flush()
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_pending(session: Session) -> None:
+    session.info.pop(_PENDING, None)
+
+
+def _fields(ev: AuditEvent) -> dict:
+    return {
+        "occurred_at": ev.occurred_at, "actor_id": ev.actor_id, "actor_name": ev.actor_name,
+        "action": ev.action, "target_type": ev.target_type, "target_id": ev.target_id,
+        "detail": ev.detail, "ip": ev.ip,
+    }
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    checked: int
+    problem: str | None = None
+    event_id: int | None = None
+    seq: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+
+def verify(session: Session) -> VerifyResult:
+    """Walk the chain in order and name the first event that was altered or removed."""
+    prev_hash, prev_id, expected_seq, checked = GENESIS_HASH, None, 1, 0
+    stmt = select(AuditEvent).order_by(AuditEvent.seq).execution_options(yield_per=2000, populate_existing=True)
+    for ev in session.scalars(stmt):
+        if ev.seq != expected_seq:
+            return VerifyResult(checked, f"event seq {expected_seq} is missing (removed) before event "
+                                         f"id {ev.id}", ev.id, expected_seq)
+        if content_hash(ev.seq, ev.prev_hash, _fields(ev)) != ev.hash:
+            return VerifyResult(checked, f"event id {ev.id} (seq {ev.seq}) was altered: its content no "
+                                         "longer matches its hash", ev.id, ev.seq)
+        if ev.prev_hash != prev_hash:
+            return VerifyResult(checked, f"event id {prev_id} (seq {ev.seq - 1}) was altered: the next "
+                                         f"event (id {ev.id}) links to a different hash", prev_id, ev.seq - 1)
+        prev_hash, prev_id, expected_seq, checked = ev.hash, ev.id, expected_seq + 1, checked + 1
+    head = session.get(AuditChainHead, 1, populate_existing=True)
+    if head.last_seq != expected_seq - 1 or head.last_hash != prev_hash:
+        return VerifyResult(checked, f"the chain head records seq {head.last_seq} but the trail ends at "
+                                     f"seq {expected_seq - 1}: the newest events were removed or altered",
+                            None, expected_seq)
+    return VerifyResult(checked)
+
+
+def search(session: Session, *, action: str | None = None, actor: str | None = None,
+           target_type: str | None = None, target_id: str | None = None,
+           since: datetime | None = None, until: datetime | None = None,
+           page: int = 1, per_page: int = 50) -> tuple[list[AuditEvent], int]:
+    """Events matching the filters, newest first, with the total count for paging."""
+    from sqlalchemy import func
+
+    stmt = select(AuditEvent)
+    if action:
+        # "auth." lists every authentication event; "auth.login" only that action.
+        stmt = stmt.where(AuditEvent.action.startswith(action) if action.endswith(".")
+                          else AuditEvent.action == action)
+    if actor:
+        stmt = stmt.where(AuditEvent.actor_name == actor.strip().lower())
+    if target_type:
+        stmt = stmt.where(AuditEvent.target_type == target_type)
+    if target_id:
+        stmt = stmt.where(AuditEvent.target_id == target_id)
+    if since:
+        stmt = stmt.where(AuditEvent.occurred_at >= since)
+    if until:
+        stmt = stmt.where(AuditEvent.occurred_at < until)
+    total = session.scalar(select(func.count()).select_from(stmt.subquery()))
+    rows = session.scalars(stmt.order_by(AuditEvent.seq.desc())
+                           .offset((page - 1) * per_page).limit(per_page)).all()
+    return list(rows), total
