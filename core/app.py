@@ -2,27 +2,36 @@
 
 from __future__ import annotations
 
-import logging
+import sys
 
 import redis
 from flask import Flask, g
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from core import config as config_mod
 from core import db as db_mod
 from core import i18n, modules, queue
 from core.web import admin, api, auth_views, errors, init_templating, main, security
 
-log = logging.getLogger("vnhis")
-
 
 def create_app(config: config_mod.Config | None = None, *, session_factory=None,
                check_database: bool = True) -> Flask:
     """Build the application.
 
-    config: defaults to the environment (ConfigError on a bad or missing setting).
+    config: defaults to the environment; then a bad setting or an unreachable database prints one
+        line and exits with status 3, which makes gunicorn stop instead of restarting workers.
     session_factory: tests hand in one bound to their rolled-back transaction.
     """
-    cfg = config or config_mod.load()
+    if config is None:
+        try:
+            return _build(config_mod.load(), session_factory, check_database)
+        except config_mod.ConfigError as exc:
+            print(f"vnhis: {exc}", file=sys.stderr, flush=True)
+            raise SystemExit(3) from None
+    return _build(config, session_factory, check_database)
+
+
+def _build(cfg: config_mod.Config, session_factory, check_database: bool) -> Flask:
     app = Flask(__name__, template_folder="templates", static_folder="static")
     app.config.update(
         SECRET_KEY=cfg.secret_key,
@@ -35,6 +44,9 @@ def create_app(config: config_mod.Config | None = None, *, session_factory=None,
         TESTING=cfg.env == "test",
     )
     app.extensions["vnhis.config"] = cfg
+    if cfg.proxy_hops:
+        # Behind nginx: the client's address and https come from the proxy's headers.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=cfg.proxy_hops, x_proto=cfg.proxy_hops)
     cfg.storage_dir.mkdir(parents=True, exist_ok=True)
 
     if session_factory is None:
@@ -70,8 +82,6 @@ def create_app(config: config_mod.Config | None = None, *, session_factory=None,
 
 def _wire_queue(app: Flask, cfg, session_factory) -> None:
     """After a commit, new jobs go to Redis at once; without Redis an in-process runner runs them."""
-    import core.jobs  # noqa: F401  (registers the platform's own jobs)
-
     if cfg.redis_url:
         dispatcher = queue.RedisDispatcher(session_factory, app.extensions["vnhis.redis"])
     else:

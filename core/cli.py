@@ -93,8 +93,6 @@ def _serve(cfg: config_mod.Config, host: str, port: int, workers: int, threads: 
 
     from core.app import create_app
 
-    app = create_app(cfg)
-
     class _Server(BaseApplication):
         def load_config(self):
             self.cfg.set("bind", f"{host}:{port}")
@@ -104,7 +102,8 @@ def _serve(cfg: config_mod.Config, host: str, port: int, workers: int, threads: 
             self.cfg.set("timeout", 120)
 
         def load(self):
-            return app
+            # Built in each worker process, after the fork: its engine and job thread are its own.
+            return create_app(cfg)
 
     click.echo(f"vnhis serving on http://{host}:{port} ({config_mod.safe_url(cfg.database_url)}, "
                f"queue: {'Redis' if cfg.redis_url else 'in-process'})")
@@ -136,7 +135,6 @@ def worker(queues: str, burst: bool) -> None:
     engine = _engine(cfg)
     _require_current_schema(engine)
     modules.import_models(cfg.modules)
-    import core.jobs  # noqa: F401
 
     names = [q.strip() for q in queues.split(",") if q.strip()] or queue.known_queues()
     stop = threading.Event()

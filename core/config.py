@@ -45,6 +45,7 @@ class Config:
     modules: tuple[str, ...] = DEFAULT_MODULES
     session_idle_minutes: int = 30
     session_max_hours: int = 12
+    proxy_hops: int = 0  # reverse proxies in front whose X-Forwarded-For/-Proto are trusted
     extra: dict = field(default_factory=dict)
 
     @property
@@ -146,4 +147,5 @@ def load(environ=None) -> Config:
         modules=modules,
         session_idle_minutes=_int(environ, "VNHIS_SESSION_IDLE_MINUTES", 30, 1, 24 * 60),
         session_max_hours=_int(environ, "VNHIS_SESSION_MAX_HOURS", 12, 1, 72),
+        proxy_hops=_int(environ, "VNHIS_PROXY_HOPS", 0, 0, 5),
     )

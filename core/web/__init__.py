@@ -21,7 +21,7 @@ def db_session() -> Session:
 
 
 def client_ip() -> str | None:
-    # Behind a reverse proxy, gunicorn's --forwarded-allow-ips makes remote_addr the client.
+    # Behind a reverse proxy, VNHIS_PROXY_HOPS makes remote_addr the client's (werkzeug ProxyFix).
     return request.remote_addr
 
 
