@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import redis
@@ -47,7 +48,13 @@ def _build(cfg: config_mod.Config, session_factory, check_database: bool) -> Fla
     if cfg.proxy_hops:
         # Behind nginx: the client's address and https come from the proxy's headers.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=cfg.proxy_hops, x_proto=cfg.proxy_hops)
-    cfg.storage_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        cfg.storage_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise config_mod.ConfigError(f"VNHIS_STORAGE_DIR {cfg.storage_dir} cannot be created: "
+                                     f"{exc.strerror}") from None
+    if not os.access(cfg.storage_dir, os.W_OK | os.X_OK):
+        raise config_mod.ConfigError(f"VNHIS_STORAGE_DIR {cfg.storage_dir} is not writable by this user")
 
     if session_factory is None:
         engine = db_mod.make_engine(cfg.database_url)

@@ -25,6 +25,7 @@ from core.models import AuditChainHead, AuditEvent
 
 GENESIS_HASH = "0" * 64
 _PENDING = "vnhis.audit.pending"
+_SAVEPOINTS = "vnhis.audit.savepoints"  # nested transaction -> how many events were pending at its start
 
 
 @dataclass(frozen=True)
@@ -62,18 +63,38 @@ def record(session: Session, actor: Actor, action: str, target=None, detail: dic
     detail: JSON-able facts; never passwords or tokens.
     """
     target_type, target_id = _target(target)
-    # Round-trip through JSON now so the stored value and the hashed value are the same.
-    normalised = json.loads(json.dumps(detail or {}, default=str, ensure_ascii=False))
     session.info.setdefault(_PENDING, []).append({
         "occurred_at": utcnow(),
         "actor_id": actor.id,
-        "actor_name": actor.name,
+        "actor_name": _clean_text(actor.name),
         "action": action,
         "target_type": target_type,
         "target_id": target_id,
-        "detail": normalised,
+        "detail": _normalise(detail or {}),
         "ip": actor.ip,
     })
+
+
+def _clean_text(value: str) -> str:
+    # PostgreSQL text and JSONB cannot hold NUL; keep it visible instead of failing the request.
+    return value.replace("\x00", "\\u0000")
+
+
+def _normalise(value):
+    """The detail as it will read back from the database, so the hash made now still matches later.
+
+    JSONB rewrites numbers (1e16 comes back as an integer, -0.0 as 0), so floats are kept as their
+    decimal text; anything that is not JSON (dates, Decimal, UUID) becomes its string.
+    """
+    if isinstance(value, dict):
+        return {_clean_text(str(k)): _normalise(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_normalise(v) for v in value]
+    if isinstance(value, bool | int) or value is None:
+        return value
+    if isinstance(value, float):
+        return repr(value)
+    return _clean_text(str(value))
 
 
 def _iso(value: datetime) -> str:
@@ -99,8 +120,21 @@ def content_hash(seq: int, prev_hash: str, fields: dict) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+@event.listens_for(Session, "after_transaction_create")
+def _mark_savepoint(session: Session, transaction) -> None:
+    if transaction.nested:
+        session.info.setdefault(_SAVEPOINTS, {})[transaction] = len(session.info.get(_PENDING, ()))
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_savepoint(session: Session, transaction) -> None:
+    session.info.get(_SAVEPOINTS, {}).pop(transaction, None)
+
+
 @event.listens_for(Session, "before_commit")
 def _seal_pending(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # releasing a savepoint: the events are chained at the real commit
     pending = session.info.pop(_PENDING, None)
     if not pending:
         return
@@ -120,6 +154,13 @@ def _seal_pending(session: Session) -> None:
 
 @event.listens_for(Session, "after_rollback")
 def _drop_pending(session: Session) -> None:
+    if session.in_nested_transaction():
+        # A savepoint rolled back: drop only the events recorded since it began.
+        mark = session.info.get(_SAVEPOINTS, {}).get(session.get_nested_transaction())
+        pending = session.info.get(_PENDING)
+        if mark is not None and pending:
+            del pending[mark:]
+        return
     session.info.pop(_PENDING, None)
 
 
@@ -144,9 +185,15 @@ class VerifyResult:
 
 
 def verify(session: Session) -> VerifyResult:
-    """Walk the chain in order and name the first event that was altered or removed."""
+    """Walk the chain in order and name the first event that was altered or removed.
+
+    The head is read first and only events up to it are walked: events committed meanwhile (the
+    system keeps running) carry higher sequence numbers and are left for the next check.
+    """
+    head = session.get(AuditChainHead, 1, populate_existing=True)
     prev_hash, prev_id, expected_seq, checked = GENESIS_HASH, None, 1, 0
-    stmt = select(AuditEvent).order_by(AuditEvent.seq).execution_options(yield_per=2000, populate_existing=True)
+    stmt = (select(AuditEvent).where(AuditEvent.seq <= head.last_seq).order_by(AuditEvent.seq)
+            .execution_options(yield_per=2000, populate_existing=True))
     for ev in session.scalars(stmt):
         if ev.seq != expected_seq:
             return VerifyResult(checked, f"event seq {expected_seq} is missing (removed) before event "
@@ -158,7 +205,6 @@ def verify(session: Session) -> VerifyResult:
             return VerifyResult(checked, f"event id {prev_id} (seq {ev.seq - 1}) was altered: the next "
                                          f"event (id {ev.id}) links to a different hash", prev_id, ev.seq - 1)
         prev_hash, prev_id, expected_seq, checked = ev.hash, ev.id, expected_seq + 1, checked + 1
-    head = session.get(AuditChainHead, 1, populate_existing=True)
     if head.last_seq != expected_seq - 1 or head.last_hash != prev_hash:
         return VerifyResult(checked, f"the chain head records seq {head.last_seq} but the trail ends at "
                                      f"seq {expected_seq - 1}: the newest events were removed or altered",

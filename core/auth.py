@@ -108,14 +108,18 @@ def authenticate(session: Session, username: str, password: str, ip: str | None,
     """
     now = now or utcnow()
     name = (username or "").strip().lower()
-    user = session.scalar(select(User).where(User.username == name)) if name else None
-    who = Actor(id=user.id if user else None, name=name[:120] or "?", ip=ip)
+    # A name no account can have is not looked up (NUL bytes, 64 MB of text); it fails like an unknown user.
+    well_formed = USERNAME_RE.match(name) is not None
+    # The row lock orders concurrent tries on one account, so parallel guesses cannot dodge the counter.
+    user = session.scalar(select(User).where(User.username == name).with_for_update()) if well_formed else None
+    who = Actor(id=user.id if user else None, name=name[:80] or "?", ip=ip)
 
     if user is None or user.is_machine or not user.password_hash:
         with contextlib.suppress(VerificationError):
             _hasher.verify(_DUMMY_HASH, password or "")
         audit.record(session, who, "auth.login_failed", ("user", user.id if user else None),
-                     {"username": name, "reason": "machine_account" if user else "unknown_user"})
+                     {"username": name[:80],
+                      "reason": "machine_account" if user else "unknown_user" if well_formed else "malformed_username"})
         return LoginResult(None, "invalid")
 
     if user.locked_until and user.locked_until > now:

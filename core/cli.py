@@ -10,6 +10,7 @@ import sys
 import threading
 
 import click
+import redis
 from sqlalchemy import select
 
 from core import config as config_mod
@@ -119,7 +120,9 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
     """Serve the web UI and API with gunicorn."""
     _logging()
     cfg = _config()
-    _require_current_schema(_engine(cfg))
+    engine = _engine(cfg)
+    _require_current_schema(engine)
+    engine.dispose()  # no connection of the master may leak into the forked workers
     _serve(cfg, host, port, workers, threads)
 
 
@@ -137,12 +140,18 @@ def worker(queues: str, burst: bool) -> None:
     modules.import_models(cfg.modules)
 
     names = [q.strip() for q in queues.split(",") if q.strip()] or queue.known_queues()
+    unknown = sorted(set(names) - set(queue.known_queues()))
+    if unknown:
+        raise click.ClickException(f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(queue.known_queues())}")
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     click.echo(f"vnhis worker on queues {', '.join(names)} via {'Redis' if cfg.redis_url else 'database polling'}")
-    done = queue.run_worker(db_mod.make_session_factory(engine), cfg.redis_url, names, stop_event=stop,
-                            burst=burst)
+    try:
+        done = queue.run_worker(db_mod.make_session_factory(engine), cfg.redis_url, names, stop_event=stop,
+                                burst=burst)
+    except redis.RedisError as exc:  # only with --burst: a long-running worker waits Redis out
+        raise click.ClickException(f"Redis at {config_mod.safe_url(cfg.redis_url)} does not answer: {exc}") from None
     click.echo(f"worker stopped after {done} job(s)")
 
 
@@ -282,6 +291,8 @@ def demo(host: str, port: int, no_serve: bool) -> None:
     session = db_mod.make_session_factory(engine)()
     created = demo_mod.seed(session, cfg.modules)
     session.commit()
+    session.close()
+    engine.dispose()
     click.echo(f"demo ready ({config_mod.safe_url(cfg.database_url)}); {created} demo account(s) created")
     click.echo(f"log in at http://{host}:{port}/login as {demo_mod.ADMIN_USER} / {demo_mod.DEMO_PASSWORD}")
     if not no_serve:

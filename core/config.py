@@ -30,7 +30,7 @@ def safe_url(url: str) -> str:
     """The URL as it can be printed: password masked."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         return "<invalid URL>"
 
 
@@ -111,7 +111,7 @@ def load(environ=None) -> Config:
     database_url = environ.get("VNHIS_DATABASE_URL") or f"sqlite:///{var_dir / 'vnhis.db'}"
     try:
         backend = make_url(database_url).get_backend_name()
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         raise ConfigError("VNHIS_DATABASE_URL is not a database URL (expected e.g. "
                           "postgresql+psycopg://user:password@host/vnhis)") from None
     if backend not in ("postgresql", "sqlite"):

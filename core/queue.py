@@ -129,6 +129,8 @@ def retry(session: Session, actor: audit.Actor, record: Job) -> None:
 
 @event.listens_for(Session, "after_commit")
 def _dispatch_after_commit(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint was released; the jobs become visible at the real commit
     if session.info.pop(_NEW_JOBS, False):
         dispatcher = session.info.get(DISPATCHER_KEY)
         if dispatcher is not None:
@@ -137,7 +139,8 @@ def _dispatch_after_commit(session: Session) -> None:
 
 @event.listens_for(Session, "after_rollback")
 def _forget_after_rollback(session: Session) -> None:
-    session.info.pop(_NEW_JOBS, None)
+    if not session.in_nested_transaction():
+        session.info.pop(_NEW_JOBS, None)
 
 
 # --- relay to Redis ----------------------------------------------------------------------------
@@ -168,7 +171,9 @@ def relay(session_factory: sessionmaker, client: redis.Redis, queues: Iterable[s
         for job_id, queue in rows:
             pipe.lpush(redis_key(queue), job_id)
         pipe.execute()
-        session.execute(update(Job).where(Job.id.in_([r[0] for r in rows]), Job.status.in_(RUNNABLE))
+        # Not a job that a runner took, failed and set to wait meanwhile: that one is relayed when due.
+        session.execute(update(Job).where(Job.id.in_([r[0] for r in rows]), Job.status.in_(RUNNABLE),
+                                          Job.run_after <= now)
                         .values(status=QUEUED, relayed_at=now))
         session.commit()
         return len(rows)
@@ -223,31 +228,46 @@ def claim_next(session_factory: sessionmaker, queues: Iterable[str] | None = Non
         return job_id
 
 
+def _still_ours(job_id: int, attempt: int):
+    # The run that claimed attempt N may finish the job only if nobody took it back meanwhile
+    # (its lease ran out and another runner started attempt N+1).
+    return and_(Job.id == job_id, Job.status == RUNNING, Job.attempts == attempt)
+
+
 def run_claimed(session_factory: sessionmaker, job_id: int) -> str:
-    """Run a claimed job; returns its new status (done, pending for a retry, or dead)."""
+    """Run a claimed job; returns its new status: done, pending (a retry is due later), dead, or
+    running when this run had lost its claim and its work was dropped."""
     with session_factory() as session:
         record = session.get(Job, job_id)
-        name = record.name
+        name, attempt, payload = record.name, record.attempts, dict(record.payload)
         kind = _REGISTRY.get(name)
         try:
             if kind is None:
                 raise LookupError(f"no handler is registered for job {name!r} in this process")
-            result = kind.func(session, dict(record.payload))
-            record.status, record.result, record.finished_at = DONE, result, utcnow()
-            session.commit()  # the job's work and its done mark, together
-            return DONE
+            result = kind.func(session, payload)
         except Exception:
             error = traceback.format_exc(limit=20)
             session.rollback()
+        else:
+            finished = session.execute(update(Job).where(_still_ours(job_id, attempt))
+                                       .values(status=DONE, result=result, finished_at=utcnow()))
+            if finished.rowcount == 1:
+                session.commit()  # the job's work and its done mark, together
+                return DONE
+            session.rollback()
+            log.warning("job %s (%s) was taken back while it ran; this run's work is dropped", job_id, name)
+            return RUNNING
     log.warning("job %s (%s) failed: %s", job_id, name, error.strip().splitlines()[-1])
-    return _record_failure(session_factory, job_id, error)
+    return _record_failure(session_factory, job_id, attempt, error)
 
 
-def _record_failure(session_factory: sessionmaker, job_id: int, error: str) -> str:
+def _record_failure(session_factory: sessionmaker, job_id: int, attempt: int, error: str) -> str:
+    now = utcnow()
     with session_factory() as session:
-        record = session.get(Job, job_id)
+        record = session.scalar(select(Job).where(_still_ours(job_id, attempt)).with_for_update())
+        if record is None:
+            return RUNNING  # taken back meanwhile; the newer run records its own outcome
         record.last_error = error[-8000:]
-        now = utcnow()
         if record.attempts >= record.max_attempts:
             record.status, record.finished_at = DEAD, now
         else:
@@ -328,6 +348,8 @@ def run_worker(session_factory: sessionmaker, redis_url: str | None, queues: lis
             run_claimed(session_factory, job_id)
             ran += 1
         except redis.RedisError as exc:
+            if burst:
+                raise
             log.warning("Redis unavailable (%s); jobs wait in the outbox, retrying", exc)
             stop_event.wait(2)
         except SQLAlchemyError as exc:

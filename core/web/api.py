@@ -22,7 +22,7 @@ from core.permissions import has_permission, permissions_of
 from core.schemas import AuditEventSchema, ErrorSchema, JobSchema, MeSchema
 from core.web import current_actor, db_session
 from core.web.errors import render_error
-from core.web.security import csrf, public, require
+from core.web.security import csrf, deny, public, require
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 API_VERSION = "1.0.0"
@@ -94,7 +94,7 @@ def _api_guard():
     if request.method not in ("GET", "HEAD", "OPTIONS") and not g.get("token_auth"):
         csrf.protect()
     if g.get("user") is not None and not has_permission(g.user, "api.access"):
-        abort(403)
+        deny("api.access")
 
 
 @bp.errorhandler(404)

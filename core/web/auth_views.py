@@ -52,10 +52,11 @@ def login():
 
     record = auth.start_session(sess, result.user, client_ip(), request.user_agent.string)
     sess.commit()
+    lang = session.get("lang") or result.user.locale  # a language chosen on the login page wins
     session.clear()  # no fixation: a fresh cookie for the new login
     session["sid"] = record.id
-    if "lang" not in session and result.user.locale:
-        session["lang"] = result.user.locale
+    if lang:
+        session["lang"] = lang
     return redirect(next_url)
 
 

@@ -40,8 +40,14 @@ def _load_user() -> None:
     g.user, g.user_session = None, None
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer "):
-        g.user = auth.authenticate_token(db_session(), header[7:].strip())
+        token = header[7:].strip()
+        g.user = auth.authenticate_token(db_session(), token)
         g.token_auth = g.user is not None
+        if g.user is None:
+            # Unknown, revoked or a disabled account's token: only its prefix goes to the trail.
+            audit.record(db_session(), current_actor(), "auth.token_failed", None,
+                         {"prefix": token[:12], "path": request.path})
+            db_session().commit()
         return
     sid = session.get("sid")
     if not sid:

@@ -2,6 +2,8 @@
 
 import subprocess
 import sys
+from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import func, select, text
@@ -133,4 +135,38 @@ def test_removed_tail_is_found_through_the_head(chain):
 
 
 def test_empty_chain_verifies(db_session):
+    assert audit.verify(db_session).ok
+
+
+def test_a_rolled_back_savepoint_drops_only_its_own_events(db_session):
+    before = _count(db_session)
+    audit.record(db_session, DOCTOR, "patient.read", ("patient", 1))
+    savepoint = db_session.begin_nested()
+    audit.record(db_session, DOCTOR, "patient.update", ("patient", 1))
+    savepoint.rollback()
+    db_session.commit()
+    actions = db_session.scalars(select(AuditEvent.action).where(AuditEvent.seq > 0)
+                                 .order_by(AuditEvent.seq.desc()).limit(_count(db_session) - before)).all()
+    assert actions == ["patient.read"]
+
+
+def test_releasing_a_savepoint_does_not_seal_the_chain_early(db_session):
+    before = _count(db_session)
+    audit.record(db_session, DOCTOR, "patient.read", ("patient", 2))
+    with db_session.begin_nested():
+        audit.record(db_session, DOCTOR, "patient.update", ("patient", 2))
+    assert _count(db_session) == before  # the chain head is locked only at the real commit
+    db_session.commit()
+    assert _count(db_session) == before + 2
+
+
+def test_details_read_back_as_they_were_hashed(db_session):
+    # JSONB rewrites numbers (1e16 -> integer, -0.0 -> 0) and rejects NUL; neither may break the chain.
+    audit.record(db_session, Actor(id=None, name="odd\x00name"), "lab.result", ("specimen", "S1"),
+                 {"value": -0.0, "big": 1e16, "ratio": 0.1, "note": "a\x00b", "when": datetime(2026, 1, 1, tzinfo=UTC),
+                  "amount": Decimal("150000.00"), 3: [1, 2.5, None, True]})
+    db_session.commit()
+    event = db_session.scalar(select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(1))
+    assert event.detail["big"] == "1e+16" and event.detail["amount"] == "150000.00" and event.detail["3"][1] == "2.5"
+    assert event.actor_name == "odd\\u0000name"
     assert audit.verify(db_session).ok

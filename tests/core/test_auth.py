@@ -116,3 +116,43 @@ def test_api_tokens(make_user, db_session):
     assert auth.authenticate_token(db_session, token + "x") is None
     auth.revoke_token(db_session, ADMIN, record)
     assert auth.authenticate_token(db_session, token) is None
+
+
+def test_parallel_guesses_cannot_dodge_the_throttle(committed_db_url):
+    import threading
+
+    from core.db import make_engine, make_session_factory
+
+    engine = make_engine(committed_db_url, pool_size=10)
+    factory = make_session_factory(engine)
+    with factory() as session:
+        auth.create_user(session, ADMIN, username="tiepdon.song", full_name="Song", password=PASSWORD,
+                         roles=["receptionist"])
+        session.commit()
+    outcomes, lock = [], threading.Lock()
+
+    def guess():
+        with factory() as session:
+            result = auth.authenticate(session, "tiepdon.song", "doan-bua", "10.0.0.9")
+            session.commit()
+        with lock:
+            outcomes.append(result.error)
+
+    threads = [threading.Thread(target=guess) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with factory() as session:
+        user = session.scalar(select(User).where(User.username == "tiepdon.song"))
+        assert user.failed_logins == auth.THROTTLE_AFTER
+    assert sorted(outcomes) == ["invalid"] * auth.THROTTLE_AFTER + ["throttled"] * (8 - auth.THROTTLE_AFTER)
+    engine.dispose()
+
+
+@pytest.mark.parametrize("username", ["bac\x00si", "x" * 5000, "tên có dấu"])
+def test_a_malformed_username_fails_like_an_unknown_one(db_session, username):
+    result = auth.authenticate(db_session, username, PASSWORD, None)
+    assert result.error == "invalid"
+    event = _events(db_session, "auth.login_failed")[-1]
+    assert event.detail["reason"] == "malformed_username" and len(event.detail["username"]) <= 80

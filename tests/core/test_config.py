@@ -34,6 +34,8 @@ def test_production_reads_everything(tmp_path):
     ({"VNHIS_SECRET_KEY": "short"}, "VNHIS_SECRET_KEY is a default or too short"),
     ({"VNHIS_SECRET_KEY": GOOD_KEY, "VNHIS_ENV": "prod"}, "VNHIS_ENV must be one of"),
     ({"VNHIS_SECRET_KEY": GOOD_KEY, "VNHIS_DATABASE_URL": "not a url"}, "VNHIS_DATABASE_URL is not a database URL"),
+    ({"VNHIS_SECRET_KEY": GOOD_KEY, "VNHIS_DATABASE_URL": "postgresql://u:p@h:abc/db"},
+     "VNHIS_DATABASE_URL is not a database URL"),
     ({"VNHIS_SECRET_KEY": GOOD_KEY, "VNHIS_DATABASE_URL": "mysql://u:p@h/d"}, "vnhis supports postgresql and sqlite"),
     ({"VNHIS_SECRET_KEY": GOOD_KEY, "VNHIS_REDIS_URL": "localhost:6379"}, "VNHIS_REDIS_URL must start with"),
     ({"VNHIS_SECRET_KEY": GOOD_KEY, "VNHIS_TIMEZONE": "Mars/Olympus"}, "VNHIS_TIMEZONE 'Mars/Olympus' is not"),

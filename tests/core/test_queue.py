@@ -103,6 +103,19 @@ def test_failures_back_off_then_die_and_can_be_retried(session_factory):
     assert event.target_id == str(record.id) and event.actor_name == "quantri"
 
 
+def test_a_rolled_back_savepoint_does_not_cancel_the_wake_up(session_factory):
+    session = session_factory()
+    runner = queue.InProcessRunner(session_factory)
+    session.info[queue.DISPATCHER_KEY] = queue.LocalDispatcher(runner)
+    queue.enqueue(session, TOUCH, {"marker": "outer"})
+    session.begin_nested().rollback()
+    with session.begin_nested():
+        pass
+    assert not runner._wake.is_set()  # releasing a savepoint is not the commit
+    session.commit()
+    assert runner._wake.is_set()
+
+
 def test_backoff_is_capped():
     assert queue.backoff_seconds(30) == queue.BACKOFF_MAX_SECONDS
 
@@ -154,6 +167,37 @@ def committed(committed_db_url):
     yield factory
     close_all_sessions()
     engine.dispose()
+
+
+TAKEOVER = "test.takeover"
+_takeover = {}
+
+
+@queue.job(TAKEOVER, queue="test")
+def _taken_over_while_running(session, payload):
+    """Plays a run whose lease runs out: meanwhile another runner takes the job back and starts it."""
+    audit.record(session, Actor.system("worker"), "test.touched", ("marker", "takeover"))
+    factory = _takeover.pop("factory", None)
+    if factory is not None:
+        assert queue.reclaim_lost(factory, lease=timedelta(0)) == 1
+        assert queue.claim(factory, _takeover["job_id"])
+    return {"ran": True}
+
+
+def test_a_run_that_lost_its_claim_cannot_finish_the_job(committed):
+    session_factory = committed  # separate connections: the takeover commits on its own
+    session = session_factory()
+    record = queue.enqueue(session, TAKEOVER, {})
+    session.commit()
+    _takeover.update(factory=session_factory, job_id=record.id)
+    assert queue.claim(session_factory, record.id)
+    time.sleep(0.01)
+    assert queue.run_claimed(session_factory, record.id) == queue.RUNNING  # its work was dropped
+    current = _job(session, record.id)
+    assert (current.status, current.attempts) == (queue.RUNNING, 2)  # the second run owns it
+    assert queue.run_claimed(session_factory, record.id) == queue.DONE
+    assert _touches(session, "takeover") == 1
+    session.close()
 
 
 def _with_dispatcher(factory, client):

@@ -169,3 +169,36 @@ def test_api_audit_search_for_admin(client, make_user):
     login(client, "quantri3")
     body = client.get("/api/v1/audit/events?action=auth.login").json
     assert body["total"] >= 1 and body["items"][0]["action"] == "auth.login"
+
+
+def test_a_nul_byte_in_the_username_is_a_wrong_login_not_a_crash(client):
+    response = client.post("/login", data={"username": "admin\x00", "password": "x" * 12,
+                                           "csrf_token": csrf_token(client)})
+    assert response.status_code == 401
+    assert "Sai tên đăng nhập hoặc mật khẩu." in response.get_data(as_text=True)
+
+
+def test_the_language_chosen_before_login_is_kept(client, make_user):
+    make_user("bacsi.en", "doctor")
+    client.get("/lang/en")
+    login(client, "bacsi.en")
+    assert "Home" in client.get("/").get_data(as_text=True)
+
+
+def test_a_bad_api_token_is_refused_and_audited(client, db_session):
+    response = client.get("/api/v1/me", headers={"Authorization": "Bearer vnhis_forged-token-value"})
+    assert response.status_code == 401
+    event = _last_event(db_session, "auth.token_failed")
+    assert event.detail == {"prefix": "vnhis_forged", "path": "/api/v1/me"}
+
+
+def test_an_unusable_storage_directory_is_one_clear_line(tmp_path, session_factory):
+    import pytest
+
+    from core.app import create_app
+    from core.config import ConfigError
+    from tests.conftest import make_config
+
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(ConfigError, match="VNHIS_STORAGE_DIR .* cannot be created"):
+        create_app(make_config(tmp_path, storage_dir=tmp_path / "a-file" / "storage"), session_factory=session_factory)
