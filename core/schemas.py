@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from core.auth import MIN_PASSWORD_LENGTH, USERNAME_RE
 from core.permissions import ROLES
@@ -22,6 +22,12 @@ class UserCreateSchema(Schema):
                         required=True, error_messages=REQUIRED,
                         validate=validate.Length(min=1, error=_l("Choose at least one role.")))
     is_machine = fields.Boolean(load_default=False)
+
+    @validates_schema
+    def _password_for_people(self, data, **_kwargs):
+        # A person logs in with a password; a machine account has only API tokens.
+        if not data.get("is_machine") and not data.get("password"):
+            raise ValidationError([_l("Required field")], "password")
 
 
 class UserSchema(Schema):

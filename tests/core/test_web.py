@@ -108,6 +108,9 @@ def test_admin_creates_user_with_precise_errors(client, make_user, db_session):
     html = response.get_data(as_text=True)
     assert response.status_code == 422
     assert "Trường bắt buộc" in html and "Ít nhất 10 ký tự" in html and "Chọn ít nhất một vai trò" in html
+    response = client.post("/admin/users/new", data={"username": "dd.mai", "full_name": "Mai", "roles": ["nurse"],
+                                                     "csrf_token": token})
+    assert response.status_code == 422 and 'id="error-password"' in response.get_data(as_text=True)
     response = client.post("/admin/users/new", data={"username": "ktv.xn", "full_name": "Phạm Tuấn",
                                                      "password": PASSWORD, "roles": ["lab_technician"],
                                                      "csrf_token": token})
