@@ -18,6 +18,7 @@ from core.config import DEFAULT_MODULES
 
 def load(names=None) -> list[ModuleType]:
     importlib.import_module("core.jobs")  # the platform's own jobs
+    importlib.import_module("core.events")  # and the event delivery job
     loaded = []
     for name in names or DEFAULT_MODULES:
         module = importlib.import_module(name)

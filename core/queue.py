@@ -81,8 +81,16 @@ def job(name: str, queue: str = DEFAULT_QUEUE, max_attempts: int = 5):
     return decorator
 
 
+_DECLARED_QUEUES: set[str] = {DEFAULT_QUEUE}
+
+
+def declare_queue(name: str) -> None:
+    """A queue used through `enqueue(..., queue_name=...)` rather than by a job type."""
+    _DECLARED_QUEUES.add(name)
+
+
 def known_queues() -> list[str]:
-    return sorted({DEFAULT_QUEUE, *(t.queue for t in _REGISTRY.values())})
+    return sorted(_DECLARED_QUEUES | {t.queue for t in _REGISTRY.values()})
 
 
 def redis_key(queue: str) -> str:
@@ -97,9 +105,10 @@ def backoff_seconds(attempts: int) -> int:
 # --- the outbox side: in the caller's transaction ----------------------------------------------
 
 def enqueue(session: Session, name: str, payload: dict | None = None, *, actor: audit.Actor | None = None,
-            delay: timedelta | None = None, dedupe_key: str | None = None) -> Job:
+            delay: timedelta | None = None, dedupe_key: str | None = None, queue_name: str | None = None) -> Job:
     """Add a job to the session's transaction; it is dispatched only if that transaction commits.
 
+    queue_name: overrides the job type's queue (event deliveries run on their subscriber's queue).
     dedupe_key: a job with the same key is not created twice (the existing one is returned).
     """
     kind = _REGISTRY.get(name)
@@ -109,7 +118,7 @@ def enqueue(session: Session, name: str, payload: dict | None = None, *, actor: 
         existing = session.scalar(select(Job).where(Job.dedupe_key == dedupe_key))
         if existing is not None:
             return existing
-    record = Job(queue=kind.queue, name=name,
+    record = Job(queue=queue_name or kind.queue, name=name,
                  payload=json.loads(json.dumps(payload or {}, ensure_ascii=False)),  # JSON-able now, not later
                  status=PENDING, attempts=0, max_attempts=kind.max_attempts,
                  run_after=utcnow() + (delay or timedelta(0)), dedupe_key=dedupe_key,
