@@ -72,7 +72,6 @@ def _build(cfg: config_mod.Config, session_factory, check_database: bool) -> Fla
     errors.init_app(app)
     for blueprint in (auth_views.bp, main.bp, admin.bp, api.bp):
         app.register_blueprint(blueprint)
-    security.csrf.exempt(api.bp)  # the API checks CSRF itself for cookie-authenticated calls
     for module in modules.load(cfg.modules):
         init = getattr(module, "init_app", None)
         if init is not None:

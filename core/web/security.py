@@ -33,7 +33,7 @@ def _is_public(endpoint: str | None) -> bool:
 
 
 def wants_json() -> bool:
-    return request.blueprint == "api" or request.accept_mimetypes.best == "application/json"
+    return request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json"
 
 
 def _load_user() -> None:

@@ -1,0 +1,26 @@
+"""Organisation fixtures for his tests: a clinic with an exam room and its queue."""
+
+from datetime import date
+
+import pytest
+
+from core.audit import Actor
+from his.models.org import Department, Room, ServicePoint
+
+DESK = Actor(id=None, name="tiepdon", ip="10.0.0.2")
+TODAY = date(2026, 12, 1)
+
+
+@pytest.fixture
+def clinic(db_session):
+    dept = Department(code="KKB", name="Khoa Khám bệnh", bhyt_code="K01", is_clinical=True, active=True)
+    db_session.add(dept)
+    db_session.flush()
+    room = Room(department_id=dept.id, code="P101", name="Phòng khám Nội 1", kind="exam", active=True)
+    db_session.add(room)
+    db_session.flush()
+    point = ServicePoint(code="PK101", name="Phòng khám Nội 1", kind="exam_room", room_id=room.id,
+                         normal_per_priority=2, active=True)
+    db_session.add(point)
+    db_session.commit()
+    return {"department": dept, "room": room, "point": point}
