@@ -81,8 +81,8 @@ def test_a_bad_bhyt_number_saves_nothing(db_session):
 
 def test_card_history(db_session):
     patient = _register(db_session, bhyt_number="HS4010120878811", bhyt_valid_to=date(2026, 12, 31))
-    patients.add_card(db_session, DESK, patient, {"bhyt_number": "HS4010120878822", "bhyt_valid_to": date(2027, 12, 31)},
-                      today=TODAY)
+    patients.add_card(db_session, DESK, patient,
+                      {"bhyt_number": "HS4010120878822", "bhyt_valid_to": date(2027, 12, 31)}, today=TODAY)
     cards = db_session.scalars(select(BhytCard).where(BhytCard.patient_id == patient.id).order_by(BhytCard.id)).all()
     assert [c.number for c in cards] == ["HS4010120878811", "HS4010120878822"]
     assert cards[0].superseded_at is not None and cards[1].superseded_at is None
