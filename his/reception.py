@@ -1,0 +1,62 @@
+"""The reception desk's step: a patient arrives (scanned or found), gets a visit and a queue number.
+
+Doing it twice for the same patient and service point on the same day gives back the same visit
+and ticket: a second scan is recognised, not doubled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from sqlalchemy.orm import Session
+
+from core.audit import Actor
+from his import encounters, patients, tickets
+from his.models.encounters import Encounter
+from his.models.org import ServicePoint
+from his.models.patients import Patient
+from his.models.tickets import Ticket
+
+
+@dataclass
+class Arrival:
+    patient: Patient
+    ticket: Ticket
+    encounter: Encounter | None
+    patient_created: bool = False
+    already_queued: bool = False
+    warnings: list = field(default_factory=list)
+
+
+def check_in(session: Session, actor: Actor, patient: Patient, point: ServicePoint, *, day: date,
+             day_start: datetime, pregnant: bool = False, disabled: bool = False, merit: bool = False,
+             emergency: bool = False) -> Arrival:
+    """Open (or find today's) visit in the point's room and give a ticket with the right priority."""
+    waiting = tickets.open_ticket_for(session, point, patient, day)
+    if waiting is not None:
+        visit = session.get(Encounter, waiting.encounter_id) if waiting.encounter_id else None
+        return Arrival(patient, waiting, visit, already_queued=True)
+    visit = None
+    if point.room is not None and point.kind == "exam_room":
+        visit = encounters.open_today(session, patient, point.room, day_start)
+        if visit is None:
+            card = patients.current_card(session, patient)
+            insured = card is not None and (card.valid_to is None or card.valid_to >= day)
+            visit = encounters.open_encounter(session, actor, patient, kind="emergency" if emergency else "outpatient",
+                                              day=day, room=point.room, insured=insured)
+    group = tickets.priority_group(patient, day, emergency=emergency, pregnant=pregnant, disabled=disabled,
+                                   merit=merit)
+    ticket = tickets.issue(session, actor, point, day=day, patient=patient, encounter_id=visit.id if visit else None,
+                           group=group)
+    return Arrival(patient, ticket, visit)
+
+
+def scan(session: Session, actor: Actor, raw_qr: str, point: ServicePoint, *, day: date, day_start: datetime,
+         **flags) -> Arrival:
+    """A CCCD QR at the desk: find or register the patient, then check them in."""
+    registration = patients.find_or_register_by_qr(session, actor, raw_qr, today=day)
+    arrival = check_in(session, actor, registration.patient, point, day=day, day_start=day_start, **flags)
+    arrival.patient_created = registration.created
+    arrival.warnings = registration.warnings
+    return arrival

@@ -1,0 +1,202 @@
+"""Reception and the patient index: scan a CCCD QR or search, register, give a queue number; patient
+records with their cards and visits; merge and unmerge."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from marshmallow import ValidationError
+from sqlalchemy import select
+
+from core.web import NavEntry, add_nav, current_actor, db_session
+from core.web.security import require
+from his import patients, reception
+from his.identity import IdentityError
+from his.models.encounters import Encounter
+from his.models.org import ServicePoint
+from his.models.patients import BhytCard, Patient, PatientMerge
+from his.models.tickets import Ticket
+from his.patients import PatientError
+from his.schemas import PatientSchema, error_messages
+from his.tickets import TicketError
+from his.web._helpers import active_points, day_start, flag, today
+
+bp = Blueprint("his_reception", __name__, template_folder="../templates")
+
+PRIORITY_FLAGS = ("pregnant", "disabled", "merit", "emergency")
+
+
+def _point_from_form() -> ServicePoint | None:
+    point = db_session().get(ServicePoint, request.form.get("service_point_id", type=int) or 0)
+    return point if point is not None and point.active else None
+
+
+def _page(status: int = 200, **context):
+    q = request.args.get("q", "").strip()
+    results, more = patients.search(db_session(), current_actor(), q) if q else ([], False)
+    ticket = None
+    if request.args.get("ticket", type=int):
+        ticket = db_session().get(Ticket, request.args.get("ticket", type=int))
+    context.setdefault("selected_point", request.values.get("service_point_id", type=int))
+    return render_template("his/reception.html", q=q, results=results, more=more, ticket=ticket,
+                           points=active_points(("exam_room", "lab_collection", "imaging", "cashier", "pharmacy")),
+                           **context), status
+
+
+@bp.get("/reception")
+@require("his.patient.write", "his.queue.manage")
+def desk():
+    return _page()
+
+
+def _checked_in(arrival):
+    db_session().commit()
+    for warning in arrival.warnings:
+        flash(str(warning), "warning")
+    if arrival.already_queued:
+        flash(_("%(name)s already has number %(n)s here today.", name=arrival.patient.full_name,
+                n=arrival.ticket.display_number), "info")
+    elif arrival.patient_created:
+        flash(_("New patient %(name)s registered (code %(code)s).", name=arrival.patient.full_name,
+                code=arrival.patient.code), "success")
+    return redirect(url_for(".desk", ticket=arrival.ticket.id, service_point_id=arrival.ticket.service_point_id))
+
+
+def _flags() -> dict:
+    return {name: flag(request.form, name) for name in PRIORITY_FLAGS}
+
+
+@bp.post("/reception/scan")
+@require("his.patient.write", "his.queue.manage")
+def scan():
+    point = _point_from_form()
+    if point is None:
+        return _page(422, error=_("Choose where the patient goes."), qr=request.form.get("qr", ""))
+    day = today()
+    try:
+        arrival = reception.scan(db_session(), current_actor(), request.form.get("qr", ""), point, day=day,
+                                 day_start=day_start(day), **_flags())
+    except (IdentityError, PatientError, TicketError) as exc:
+        db_session().rollback()
+        return _page(422, error=str(exc), qr=request.form.get("qr", ""))
+    return _checked_in(arrival)
+
+
+@bp.post("/reception/check-in/<int:patient_id>")
+@require("his.patient.write", "his.queue.manage")
+def check_in(patient_id: int):
+    patient = db_session().get(Patient, patient_id)
+    point = _point_from_form()
+    if patient is None or patient.merged_into_id is not None:
+        abort(404)
+    if point is None:
+        return _page(422, error=_("Choose where the patient goes."))
+    day = today()
+    try:
+        arrival = reception.check_in(db_session(), current_actor(), patient, point, day=day, day_start=day_start(day),
+                                     **_flags())
+    except (PatientError, TicketError) as exc:
+        db_session().rollback()
+        return _page(422, error=str(exc))
+    return _checked_in(arrival)
+
+
+@bp.route("/patients/new", methods=["GET", "POST"])
+@require("his.patient.write")
+def patient_new():
+    form, errors, candidates = dict(request.form), {}, []
+    if request.method == "POST":
+        try:
+            data = PatientSchema().load({k: v for k, v in request.form.items() if k in PatientSchema().fields})
+            registration = patients.register(db_session(), current_actor(), data, today=today(),
+                                             confirm_possible_duplicate=flag(request.form, "confirm_duplicate"))
+            db_session().commit()
+            for warning in registration.warnings:
+                flash(str(warning), "warning")
+            flash(_("New patient %(name)s registered (code %(code)s).", name=registration.patient.full_name,
+                    code=registration.patient.code), "success")
+            return redirect(url_for(".patient", patient_id=registration.patient.id))
+        except ValidationError as exc:
+            errors = error_messages(exc)
+        except IdentityError as exc:
+            errors = {exc.field: str(exc)}
+        except PatientError as exc:
+            db_session().rollback()
+            errors = {exc.field or "full_name": str(exc)}
+            candidates = [db_session().get(Patient, i) for i in exc.extra.get("candidates", [])]
+        return render_template("his/patient_new.html", form=form, errors=errors, candidates=candidates), 422
+    return render_template("his/patient_new.html", form=form, errors=errors, candidates=candidates)
+
+
+@bp.get("/patients")
+@require("his.patient.read")
+def patient_search():
+    q = request.args.get("q", "").strip()
+    page = max(1, request.args.get("page", 1, type=int) or 1)
+    rows, more = patients.search(db_session(), current_actor(), q, page=page) if q else ([], False)
+    return render_template("his/patients.html", q=q, results=rows, more=more, page=page)
+
+
+@bp.get("/patients/<int:patient_id>")
+@require("his.patient.read")
+def patient(patient_id: int):
+    record = patients.get(db_session(), current_actor(), patient_id)
+    if record is None:
+        abort(404)
+    sess = db_session()
+    cards = sess.scalars(select(BhytCard).where(BhytCard.patient_id == record.id).order_by(BhytCard.id.desc())).all()
+    visits = sess.scalars(select(Encounter).where(Encounter.patient_id == record.id)
+                          .order_by(Encounter.started_at.desc()).limit(20)).all()
+    merges = sess.scalars(select(PatientMerge).where((PatientMerge.survivor_id == record.id)
+                                                     | (PatientMerge.duplicate_id == record.id))
+                          .order_by(PatientMerge.id.desc())).all()
+    survivor = sess.get(Patient, record.merged_into_id) if record.merged_into_id else None
+    return render_template("his/patient.html", patient=record, cards=cards, visits=visits, merges=merges,
+                           survivor=survivor, possible=patients.similar_patients(
+                               sess, record.full_name, record.birth_year, record.sex, exclude_id=record.id))
+
+
+@bp.post("/patients/<int:patient_id>/merge")
+@require("his.patient.merge")
+def patient_merge(patient_id: int):
+    sess = db_session()
+    survivor = sess.get(Patient, patient_id)
+    duplicate = sess.scalar(select(Patient).where(Patient.code == request.form.get("duplicate_code", "").strip()))
+    if survivor is None:
+        abort(404)
+    if duplicate is None:
+        flash(_("No patient has the code %(code)s.", code=request.form.get("duplicate_code", "")), "error")
+        return redirect(url_for(".patient", patient_id=patient_id))
+    try:
+        patients.merge(sess, current_actor(), survivor, duplicate, request.form.get("reason", ""))
+        sess.commit()
+        flash(_("Record %(dup)s was merged into %(code)s.", dup=duplicate.code, code=survivor.code), "success")
+    except PatientError as exc:
+        sess.rollback()
+        flash(str(exc), "error")
+    return redirect(url_for(".patient", patient_id=patient_id))
+
+
+@bp.post("/patient-merges/<int:merge_id>/undo")
+@require("his.patient.merge")
+def merge_undo(merge_id: int):
+    sess = db_session()
+    record = sess.get(PatientMerge, merge_id)
+    if record is None:
+        abort(404)
+    try:
+        patients.unmerge(sess, current_actor(), record, request.form.get("reason", ""))
+        sess.commit()
+        flash(_("The merge was undone: both records are as they were."), "success")
+    except PatientError as exc:
+        sess.rollback()
+        flash(str(exc), "error")
+    return redirect(url_for(".patient", patient_id=record.survivor_id))
+
+
+@bp.record_once
+def _nav(state) -> None:
+    section = _l("Patients")
+    add_nav(state.app, NavEntry("his_reception.desk", _l("Reception"), "his.patient.write", section, 100))
+    add_nav(state.app, NavEntry("his_reception.patient_search", _l("Patients"), "his.patient.read", section, 110))
