@@ -164,3 +164,18 @@ def csrf_token(client, path: str = "/login") -> str:
 def login(client, username: str, password: str = PASSWORD):
     return client.post("/login", data={"username": username, "password": password,
                                        "csrf_token": csrf_token(client)})
+
+
+@pytest.fixture
+def page():
+    """A headless Chromium page (Debian's chromium, driven by Playwright)."""
+    from tests.browser import CHROMIUM, CHROMIUM_FLAGS
+
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: the test command installs Debian's chromium package")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
+        yield browser.new_context(locale="vi-VN").new_page()
+        browser.close()

@@ -26,8 +26,8 @@ def public(view):
 
 
 def _is_public(endpoint: str | None) -> bool:
-    if endpoint is None or endpoint == "static":
-        return True
+    if endpoint is None or endpoint == "static" or endpoint.endswith(".static"):
+        return True  # stylesheets and scripts, the app's and each blueprint's
     view = current_app.view_functions.get(endpoint)
     return bool(view and getattr(view, _PUBLIC, False))
 

@@ -15,7 +15,7 @@ from his.tickets import TicketError
 from his.web._helpers import active_points, point_or_404, today
 
 bp = Blueprint("his_queue", __name__, template_folder="../templates", static_folder="../static",
-               static_url_path="/static/his")
+               static_url_path="/his/static")
 
 # How often the board asks for changes; short polling keeps no request open on the server.
 BOARD_POLL_MS = 2000

@@ -1,11 +1,5 @@
 """A person at a browser: headless Debian Chromium against the real server (`vnhis serve`) on PostgreSQL."""
 
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -13,80 +7,27 @@ from sqlalchemy import select
 
 from core.db import make_engine, make_session_factory
 from core.models import AuditEvent
+from tests.browser import server_env, serving, vnhis
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-# Without these Chromium keeps trying to reach Google on a machine with no network (STYLE.md).
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 PASSWORD = "mat-khau-bac-si-lan"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _vnhis(env, *args, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "core", *args], env=env, input=stdin, capture_output=True,
-                          text=True, timeout=60)
-
-
-def _serving(command: str, env: dict):
-    """Start `vnhis <command> --port P`; yield its base URL once /healthz answers; stop it."""
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "core", command, "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            with urllib.request.urlopen(f"{base}/healthz", timeout=1) as response:  # noqa: S310 (local URL)
-                if response.status == 200:
-                    break
-        except OSError:
-            if proc.poll() is not None:
-                pytest.fail(f"vnhis {command} exited: {proc.stderr.read()}")
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        pytest.fail(f"vnhis {command} did not answer on {base}")
-    yield base
-    proc.terminate()
-    proc.wait(timeout=20)
-
-
-def _env(tmp_path, **extra) -> dict:
-    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "VNHIS_VAR_DIR": str(tmp_path / "var"), **extra}
 
 
 @pytest.fixture
 def server(committed_db_url, tmp_path):
     """`vnhis serve` on PostgreSQL with one doctor, created the way an operator would."""
-    env = _env(tmp_path, VNHIS_ENV="development", VNHIS_DATABASE_URL=committed_db_url, VNHIS_SECRET_KEY="b" * 48)
-    created = _vnhis(env, "admin", "create-user", "bacsi.lan", "--full-name", "Trần Thị Lan", "--role", "doctor",
-                     "--password-stdin", stdin=PASSWORD + "\n")
+    env = server_env(tmp_path, VNHIS_ENV="development", VNHIS_DATABASE_URL=committed_db_url, VNHIS_SECRET_KEY="b" * 48)
+    created = vnhis(env, "admin", "create-user", "bacsi.lan", "--full-name", "Trần Thị Lan", "--role", "doctor",
+                    "--password-stdin", stdin=PASSWORD + "\n")
     assert created.returncode == 0, created.stderr
-    yield from _serving("serve", env)
+    yield from serving("serve", env)
 
 
 @pytest.fixture
 def demo_server(tmp_path):
     """The README's demo: embedded SQLite under a fresh var/, in-process jobs, seeded accounts."""
-    yield from _serving("demo", _env(tmp_path))
-
-
-@pytest.fixture
-def page():
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: the test command installs Debian's chromium package")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
-        yield browser.new_page(locale="vi-VN")
-        browser.close()
+    yield from serving("demo", server_env(tmp_path))
 
 
 def test_log_in_see_the_dashboard_and_log_out(server, page, committed_db_url):

@@ -90,8 +90,9 @@ def test_register_form_errors_name_the_field(client, make_user):
     make_user("tiepdon.form", "receptionist")
     login(client, "tiepdon.form")
     token = csrf_token(client, "/patients/new")
-    response = client.post("/patients/new", data={"full_name": "Lê Thị Hoa", "sex": "female", "birth_date": "31/02/1990",
-                                                  "national_id": "123", "csrf_token": token})
+    response = client.post("/patients/new", data={"full_name": "Lê Thị Hoa", "sex": "female",
+                                                  "birth_date": "31/02/1990", "national_id": "123",
+                                                  "csrf_token": token})
     html = response.get_data(as_text=True)
     assert response.status_code == 422
     assert 'id="error-birth_date"' in html and 'id="error-national_id"' in html
