@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import and_, func, or_, select, text, update
+from sqlalchemy import and_, func, select, text, union, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import InstrumentedAttribute
@@ -242,31 +242,51 @@ def search(session: Session, actor: Actor, q: str, *, page: int = 1, per_page: i
     if not q:
         return [], False
     kind = _kind_of_query(q)
-    compact = q.replace(" ", "")
-    live = Patient.merged_into_id.is_(None)
-    if kind == "cccd":
-        stmt = select(Patient).where(live, Patient.national_id == compact)
-    elif kind == "ten_digits":
-        card_owner = select(BhytCard.patient_id).where(BhytCard.bhxh_number == compact)
-        stmt = select(Patient).where(live, or_(Patient.phone == compact, Patient.id.in_(card_owner)))
-    elif kind == "code":
-        stmt = select(Patient).where(live, Patient.code == compact)
-    elif kind == "bhyt":
-        card_owner = select(BhytCard.patient_id).where(BhytCard.number == compact.upper())
-        stmt = select(Patient).where(live, Patient.id.in_(card_owner))
-    else:
+    if kind == "name":
         folded = fold(q)
         if len(folded) < 2:
             return [], False
-        pattern = folded.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        stmt = select(Patient).where(live, or_(Patient.name_folded.like(pattern, escape="\\"),
-                                               Patient.name_reversed.like(pattern, escape="\\")))
-        stmt = stmt.order_by(Patient.name_folded, Patient.birth_year, Patient.id)
-    rows = list(session.scalars(stmt.offset((page - 1) * per_page).limit(per_page + 1)))
-    if not rows and kind == "name" and page == 1 and is_postgresql(session):
-        rows = _fuzzy(session, fold(q), per_page)
+        rows = _by_name_prefix(session, folded, page, per_page)
+        if not rows and page == 1 and is_postgresql(session):
+            rows = _fuzzy(session, folded, per_page)
+    else:
+        rows = list(session.scalars(_by_identifier(kind, q.replace(" ", ""))
+                                    .offset((page - 1) * per_page).limit(per_page + 1)))
     audit.record(session, actor, "patient.search", None, {"q": q[:100], "kind": kind, "found": len(rows[:per_page])})
     return rows[:per_page], len(rows) > per_page
+
+
+def _by_identifier(kind: str, compact: str):
+    live = Patient.merged_into_id.is_(None)
+    if kind == "cccd":
+        return select(Patient).where(live, Patient.national_id == compact)
+    if kind == "code":
+        return select(Patient).where(live, Patient.code == compact)
+    if kind == "bhyt":
+        owners = select(BhytCard.patient_id).where(BhytCard.number == compact.upper())
+    else:  # ten digits: a phone or a BHXH number; a UNION keeps each lookup on its own index
+        owners = union(select(Patient.id).where(Patient.phone == compact),
+                       select(BhytCard.patient_id).where(BhytCard.bhxh_number == compact))
+    return select(Patient).where(live, Patient.id.in_(owners)).order_by(Patient.id)
+
+
+def _by_name_prefix(session: Session, folded: str, page: int, per_page: int) -> list[Patient]:
+    """Names starting with the fragment in either word order, sorted by folded name.
+
+    Each word order is its own query on its own (name, id) index, walked in order and stopped
+    after the rows this page needs; the two short lists are merged here. An OR of the two would
+    collect every match first (tens of thousands for "nguyen van") and sort them.
+    """
+    pattern = folded.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    wanted = page * per_page + 1
+    found: dict[int, Patient] = {}
+    for column in (Patient.name_folded, Patient.name_reversed):
+        stmt = (select(Patient).where(Patient.merged_into_id.is_(None), column.like(pattern, escape="\\"))
+                .order_by(column, Patient.id).limit(wanted))
+        for row in session.scalars(stmt):
+            found.setdefault(row.id, row)
+    ordered = sorted(found.values(), key=lambda p: (p.name_folded, p.id))
+    return ordered[(page - 1) * per_page:page * per_page + 1]
 
 
 def _fuzzy(session: Session, folded: str, limit: int) -> list[Patient]:

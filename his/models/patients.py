@@ -10,6 +10,9 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from core.db import Base, utcnow
 
 SEXES = ("male", "female", "unknown")
+# Folded names compare byte-wise on PostgreSQL, so one b-tree serves both the prefix LIKE and the
+# ORDER BY (under a linguistic collation a LIKE prefix needs text_pattern_ops, which cannot sort).
+FoldedName = String(200).with_variant(String(200, collation="C"), "postgresql")
 ADDRESS_SCHEMES = ("post2025", "pre2025")
 
 
@@ -22,8 +25,10 @@ class Patient(Base):
               postgresql_where=text("merged_into_id IS NULL AND national_id IS NOT NULL"),
               sqlite_where=text("merged_into_id IS NULL AND national_id IS NOT NULL")),
         # Name search is a prefix match on the folded name, in both word orders (docs/benchmarks.md).
-        Index("ix_patients_name_folded", "name_folded", postgresql_ops={"name_folded": "text_pattern_ops"}),
-        Index("ix_patients_name_reversed", "name_reversed", postgresql_ops={"name_reversed": "text_pattern_ops"}),
+        # (name, id) under the "C" collation: a prefix LIKE walks the index in result order and stops
+        # at the page size (docs/benchmarks.md).
+        Index("ix_patients_name_folded", "name_folded", "id"),
+        Index("ix_patients_name_reversed", "name_reversed", "id"),
         # Typo-tolerant fallback only (pg_trgm similarity with a threshold and a small limit).
         Index("ix_patients_name_trgm", "name_folded", postgresql_using="gin",
               postgresql_ops={"name_folded": "gin_trgm_ops"}).ddl_if(dialect="postgresql"),
@@ -32,8 +37,8 @@ class Patient(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     code: Mapped[str] = mapped_column(String(20), unique=True)  # the facility's patient code (MA_BN)
     full_name: Mapped[str] = mapped_column(String(200))  # as written on the card
-    name_folded: Mapped[str] = mapped_column(String(200))  # "nguyen van an"
-    name_reversed: Mapped[str] = mapped_column(String(200))  # "an van nguyen": given-name-first prefixes
+    name_folded: Mapped[str] = mapped_column(FoldedName)  # "nguyen van an"
+    name_reversed: Mapped[str] = mapped_column(FoldedName)  # "an van nguyen": given-name-first prefixes
     birth_date: Mapped[date | None]
     birth_year: Mapped[int] = mapped_column(Integer, index=True)  # always known, often the only part
     sex: Mapped[str] = mapped_column(String(10))
@@ -74,7 +79,7 @@ class BhytCard(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
-    number: Mapped[str] = mapped_column(String(15))
+    number: Mapped[str] = mapped_column(String(15), index=True)  # old cards are searched too
     layout: Mapped[str] = mapped_column(String(10))
     bhxh_number: Mapped[str] = mapped_column(String(10), index=True)
     group_code: Mapped[str | None] = mapped_column(String(2))

@@ -16,6 +16,7 @@ depends_on = None
 
 Ts = sa.DateTime(timezone=True)
 Json = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+FoldedName = sa.String(200).with_variant(sa.String(200, collation="C"), "postgresql")
 
 
 def upgrade() -> None:
@@ -38,8 +39,8 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('code', sa.String(length=20), nullable=False),
     sa.Column('full_name', sa.String(length=200), nullable=False),
-    sa.Column('name_folded', sa.String(length=200), nullable=False),
-    sa.Column('name_reversed', sa.String(length=200), nullable=False),
+    sa.Column('name_folded', FoldedName, nullable=False),
+    sa.Column('name_reversed', FoldedName, nullable=False),
     sa.Column('birth_date', sa.Date(), nullable=True),
     sa.Column('birth_year', sa.Integer(), nullable=False),
     sa.Column('sex', sa.String(length=10), nullable=False),
@@ -68,8 +69,8 @@ def upgrade() -> None:
     )
     op.create_index(op.f('ix_patients_birth_year'), 'patients', ['birth_year'], unique=False)
     op.create_index(op.f('ix_patients_merged_into_id'), 'patients', ['merged_into_id'], unique=False)
-    op.create_index('ix_patients_name_folded', 'patients', ['name_folded'], unique=False, postgresql_ops={'name_folded': 'text_pattern_ops'})
-    op.create_index('ix_patients_name_reversed', 'patients', ['name_reversed'], unique=False, postgresql_ops={'name_reversed': 'text_pattern_ops'})
+    op.create_index('ix_patients_name_folded', 'patients', ['name_folded', 'id'], unique=False)
+    op.create_index('ix_patients_name_reversed', 'patients', ['name_reversed', 'id'], unique=False)
     if op.get_bind().dialect.name == "postgresql":
         # Trigram similarity for typo-tolerant name search (pg_trgm is a trusted extension since PG 13).
         op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
@@ -100,6 +101,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_bhyt_cards'))
     )
     op.create_index(op.f('ix_bhyt_cards_bhxh_number'), 'bhyt_cards', ['bhxh_number'], unique=False)
+    op.create_index(op.f('ix_bhyt_cards_number'), 'bhyt_cards', ['number'], unique=False)
     op.create_index(op.f('ix_bhyt_cards_patient_id'), 'bhyt_cards', ['patient_id'], unique=False)
     op.create_index('uq_bhyt_cards_number_current', 'bhyt_cards', ['number'], unique=True, postgresql_where=sa.text('superseded_at IS NULL'), sqlite_where=sa.text('superseded_at IS NULL'))
     op.create_table('patient_merges',
