@@ -9,9 +9,9 @@ import redis
 from flask import Flask, g
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from core import audit, i18n, modules, queue
 from core import config as config_mod
 from core import db as db_mod
-from core import i18n, modules, queue
 from core.web import admin, api, auth_views, errors, init_templating, main, security
 
 
@@ -61,6 +61,8 @@ def _build(cfg: config_mod.Config, session_factory, check_database: bool) -> Fla
         if check_database:
             db_mod.check_connection(engine)
         session_factory = db_mod.make_session_factory(engine)
+        if cfg.env != "test":
+            audit.start_sealer(engine)  # chain audit events just after the requests' commits
     app.extensions["vnhis.session_factory"] = session_factory
     app.extensions["vnhis.redis"] = redis.Redis.from_url(
         cfg.redis_url, socket_connect_timeout=1, socket_timeout=2) if cfg.redis_url else None

@@ -2,22 +2,32 @@
 
 `record(session, actor, action, target, detail)` is the one call every module uses for every read
 and write of medical data and every security failure. Events join the caller's transaction: they
-are chained and inserted just before that transaction commits (so the chain lock is held only
-for the commit itself) and vanish with it on rollback.
+are inserted just before it commits and vanish with it on rollback.
 
 Each event stores the hash of the previous event and SHA-256 of its own canonical content; the
 single `audit_chain_head` row carries the last sequence number and hash, so an edited, removed or
 re-ordered event — including the newest ones — is found by `verify`.
+
+Chaining ("sealing") needs one lock for the whole trail. On PostgreSQL it is done just after the
+commit, in batches, by one sealer at a time (an advisory lock): a request commits its unsealed
+events without waiting for every other request's commit, and the sealer chains them a moment later
+(a thread per process, woken by each commit; synchronously where no thread runs, e.g. the CLI).
+Until sealed, an event can still not be changed or deleted (database triggers) — only an attacker
+with superuser rights acting in that moment could. SQLite (one writer at a time anyway) chains
+inside the committing transaction.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import event, select
+from sqlalchemy import event, func, select, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from core.db import utcnow
@@ -26,6 +36,10 @@ from core.models import AuditChainHead, AuditEvent
 GENESIS_HASH = "0" * 64
 _PENDING = "vnhis.audit.pending"
 _SAVEPOINTS = "vnhis.audit.savepoints"  # nested transaction -> how many events were pending at its start
+_UNSEALED = "vnhis.audit.unsealed"
+SEALER_LOCK = 0x76_6E_68_69  # pg_advisory_xact_lock key: one sealer at a time, across processes
+SEAL_BATCH = 5000
+log = logging.getLogger("vnhis.audit")
 
 
 @dataclass(frozen=True)
@@ -138,6 +152,11 @@ def _seal_pending(session: Session) -> None:
     pending = session.info.pop(_PENDING, None)
     if not pending:
         return
+    if session.get_bind().dialect.name == "postgresql":
+        session.add_all([AuditEvent(seq=None, prev_hash=None, hash=None, **fields) for fields in pending])
+        session.flush()
+        session.info[_UNSEALED] = True
+        return
     head = session.execute(
         select(AuditChainHead).where(AuditChainHead.id == 1).with_for_update()
         .execution_options(populate_existing=True)
@@ -150,6 +169,79 @@ def _seal_pending(session: Session) -> None:
         prev = digest
     head.last_seq, head.last_hash = seq, prev
     session.flush()
+
+
+@event.listens_for(Session, "after_commit")
+def _seal_after_commit(session: Session) -> None:
+    if session.in_nested_transaction() or not session.info.pop(_UNSEALED, False):
+        return
+    if _sealer is not None:
+        _sealer.wake()
+    else:
+        try:
+            seal(session.get_bind())
+        except SQLAlchemyError as exc:  # the commit stands; the next seal picks these events up
+            log.warning("audit events committed but not sealed yet: %s", str(exc).splitlines()[0])
+
+
+def seal(bind, batch: int = SEAL_BATCH) -> int:
+    """Chain the committed, not yet sealed events (PostgreSQL), oldest first; returns how many."""
+    total = 0
+    while True:
+        with Session(bind=bind, join_transaction_mode="create_savepoint") as session:
+            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SEALER_LOCK})
+            head = session.execute(select(AuditChainHead).where(AuditChainHead.id == 1).with_for_update()
+                                   .execution_options(populate_existing=True)).scalar_one()
+            rows = session.scalars(select(AuditEvent).where(AuditEvent.seq.is_(None))
+                                   .order_by(AuditEvent.id).limit(batch)).all()
+            seq, prev = head.last_seq, head.last_hash
+            for ev in rows:  # hashed as stored, so verify recomputes exactly this
+                seq += 1
+                ev.seq, ev.prev_hash, ev.hash = seq, prev, content_hash(seq, prev, _fields(ev))
+                prev = ev.hash
+            head.last_seq, head.last_hash = seq, prev
+            session.commit()
+        total += len(rows)
+        if len(rows) < batch:
+            return total
+
+
+class Sealer:
+    """A thread that seals soon after each commit, so requests never wait for it."""
+
+    def __init__(self, bind, idle_seconds: float = 5.0):
+        self.bind, self.idle_seconds = bind, idle_seconds
+        self._wake, self._stop = threading.Event(), threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="vnhis-audit-sealer", daemon=True)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.idle_seconds)
+            self._wake.clear()
+            try:
+                seal(self.bind)
+            except SQLAlchemyError as exc:
+                log.warning("audit sealing failed, retrying: %s", str(exc).splitlines()[0])
+
+
+_sealer: Sealer | None = None
+
+
+def start_sealer(bind) -> Sealer | None:
+    """Seal in a background thread of this process (PostgreSQL only; once per process)."""
+    global _sealer
+    if _sealer is None and bind.dialect.name == "postgresql":
+        _sealer = Sealer(bind)
+        _sealer._thread.start()
+    return _sealer
 
 
 @event.listens_for(Session, "after_rollback")
@@ -178,6 +270,7 @@ class VerifyResult:
     problem: str | None = None
     event_id: int | None = None
     seq: int | None = None
+    unsealed: int = 0  # committed, waiting for the sealer (not a fault)
 
     @property
     def ok(self) -> bool:
@@ -191,6 +284,7 @@ def verify(session: Session) -> VerifyResult:
     system keeps running) carry higher sequence numbers and are left for the next check.
     """
     head = session.get(AuditChainHead, 1, populate_existing=True)
+    unsealed = session.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.seq.is_(None)))
     prev_hash, prev_id, expected_seq, checked = GENESIS_HASH, None, 1, 0
     stmt = (select(AuditEvent).where(AuditEvent.seq <= head.last_seq).order_by(AuditEvent.seq)
             .execution_options(yield_per=2000, populate_existing=True))
@@ -209,7 +303,7 @@ def verify(session: Session) -> VerifyResult:
         return VerifyResult(checked, f"the chain head records seq {head.last_seq} but the trail ends at "
                                      f"seq {expected_seq - 1}: the newest events were removed or altered",
                             None, expected_seq)
-    return VerifyResult(checked)
+    return VerifyResult(checked, unsealed=unsealed)
 
 
 def search(session: Session, *, action: str | None = None, actor: str | None = None,

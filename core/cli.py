@@ -138,6 +138,9 @@ def worker(queues: str, burst: bool) -> None:
     engine = _engine(cfg)
     _require_current_schema(engine)
     modules.import_models(cfg.modules)
+    from core import audit
+
+    audit.start_sealer(engine)
 
     names = [q.strip() for q in queues.split(",") if q.strip()] or queue.known_queues()
     unknown = sorted(set(names) - set(queue.known_queues()))
@@ -258,14 +261,18 @@ def audit_group() -> None:
 
 @audit_group.command("verify")
 def audit_verify() -> None:
-    """Walk the hash chain; exit 1 naming the first altered or removed event."""
+    """Seal what is waiting, walk the hash chain; exit 1 naming the first altered or removed event."""
     from core import audit
 
-    session = _session(_config())
+    cfg = _config()
+    session = _session(cfg)
+    if session.get_bind().dialect.name == "postgresql":
+        audit.seal(session.get_bind())
     result = audit.verify(session)
     session.rollback()
     if result.ok:
-        click.echo(f"audit chain intact: {result.checked} events verified")
+        waiting = f" ({result.unsealed} more committed meanwhile, not yet sealed)" if result.unsealed else ""
+        click.echo(f"audit chain intact: {result.checked} events verified{waiting}")
         return
     click.echo(f"audit chain BROKEN after {result.checked} good events: {result.problem}", err=True)
     sys.exit(1)

@@ -94,7 +94,8 @@ class AuditEvent(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    seq: Mapped[int] = mapped_column(BigInteger, unique=True)
+    # Null until the sealer chains the event (PostgreSQL); see core.audit.
+    seq: Mapped[int | None] = mapped_column(BigInteger, unique=True)
     occurred_at: Mapped[datetime]
     actor_id: Mapped[int | None] = mapped_column(index=True)  # no FK: the trail outlives accounts
     actor_name: Mapped[str] = mapped_column(String(120))
@@ -103,8 +104,8 @@ class AuditEvent(Base):
     target_id: Mapped[str | None] = mapped_column(String(120))
     detail: Mapped[dict]
     ip: Mapped[str | None] = mapped_column(String(64))
-    prev_hash: Mapped[str] = mapped_column(String(64))
-    hash: Mapped[str] = mapped_column(String(64))
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class AuditChainHead(Base):

@@ -37,8 +37,8 @@ class EncounterError(ValueError):
 
 
 def _new_code(session: Session, day: date) -> str:
-    """The episode link key: yymmdd + a 5-digit number of the day (26120100042); never reused."""
-    return f"{day:%y%m%d}{next_value(session, f'encounter:{day.isoformat()}'):05d}"
+    """The episode link key (MA_LK): yymmdd + a 9-digit number (261201000000042); never reused."""
+    return f"{day:%y%m%d}{next_value(session, 'encounter_code'):09d}"
 
 
 def open_encounter(session: Session, actor: Actor, patient: Patient, *, kind: str, day: date,

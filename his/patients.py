@@ -68,8 +68,8 @@ def _names(full_name: str) -> tuple[str, str]:
 
 
 def _new_code(session: Session, today: date) -> str:
-    """The facility's patient code: 2-digit year + 7-digit number of that year (260000123)."""
-    return f"{today:%y}{next_value(session, f'patient:{today.year}'):07d}"
+    """The facility's patient code: 2-digit year of registration + an 8-digit number (2600000123)."""
+    return f"{today:%y}{next_value(session, 'patient_code'):08d}"
 
 
 def live_by_national_id(session: Session, national_id: str) -> Patient | None:
@@ -112,7 +112,7 @@ def _check_hard_duplicates(session: Session, national_id: str | None, bhyt_numbe
 
 
 def register(session: Session, actor: Actor, data: dict, *, today: date, confirm_possible_duplicate: bool = False,
-             raw_qr: str | None = None) -> Registration:
+             raw_qr: str | None = None, similar: list[Patient] | None = None) -> Registration:
     """Create a patient from checked form data (his.schemas.PatientSchema).
 
     Same CCCD or BHYT card as a live patient: refused (hard duplicate). Same folded name and birth
@@ -125,7 +125,8 @@ def register(session: Session, actor: Actor, data: dict, *, today: date, confirm
     warnings = []
     if national_id:
         warnings += identity.cccd_disagreements(national_id, birth_date or birth_year, data.get("sex"))
-    similar = similar_patients(session, data["full_name"], birth_year, data.get("sex"))
+    if similar is None:
+        similar = similar_patients(session, data["full_name"], birth_year, data.get("sex"))
     if similar and not confirm_possible_duplicate:
         raise PatientError("possible_duplicate", "full_name",
                            _l("A patient with the same name and birth year exists. Check the list; if this is "
@@ -170,7 +171,8 @@ def find_or_register_by_qr(session: Session, actor: Actor, raw_qr: str, *, today
     data = {"full_name": card.full_name, "birth_date": card.birth_date, "birth_year": card.birth_date.year,
             "sex": card.sex, "national_id": card.national_id, "address_text": card.address}
     similar = similar_patients(session, card.full_name, card.birth_date.year, card.sex)
-    registration = register(session, actor, data, today=today, confirm_possible_duplicate=True, raw_qr=raw_qr)
+    registration = register(session, actor, data, today=today, confirm_possible_duplicate=True, raw_qr=raw_qr,
+                            similar=similar)
     if similar:
         registration.warnings.append(_l("Possible duplicate: %(n)d patient(s) with the same name and birth year were "
                                         "registered without this CCCD. Check and merge if it is the same person.",
@@ -224,7 +226,7 @@ def get(session: Session, actor: Actor, patient_id: int) -> Patient | None:
 def _kind_of_query(q: str) -> str:
     compact = q.replace(" ", "")
     if compact.isdigit():
-        return {12: "cccd", 10: "ten_digits", 9: "code"}.get(len(compact), "digits")
+        return "cccd" if len(compact) == 12 else "digits"
     if identity.BHYT_SHAPE_RE.match(compact.upper()):
         return "bhyt"
     return "name"
@@ -233,7 +235,7 @@ def _kind_of_query(q: str) -> str:
 def search(session: Session, actor: Actor, q: str, *, page: int = 1, per_page: int = 20) -> tuple[list[Patient], bool]:
     """Patients matching a query, and whether there are more pages.
 
-    12 digits: CCCD; 10 digits: phone or BHXH number; 9 digits: patient code; a BHYT card number;
+    12 digits: CCCD; other digits: patient code, phone or BHXH number; a BHYT card number;
     anything else: the folded name, as a prefix of either word order ("nguyen van", "an nguyen"),
     with a typo-tolerant trigram fallback on PostgreSQL when nothing starts that way.
     """
@@ -260,12 +262,11 @@ def _by_identifier(kind: str, compact: str):
     live = Patient.merged_into_id.is_(None)
     if kind == "cccd":
         return select(Patient).where(live, Patient.national_id == compact)
-    if kind == "code":
-        return select(Patient).where(live, Patient.code == compact)
     if kind == "bhyt":
         owners = select(BhytCard.patient_id).where(BhytCard.number == compact.upper())
-    else:  # ten digits: a phone or a BHXH number; a UNION keeps each lookup on its own index
-        owners = union(select(Patient.id).where(Patient.phone == compact),
+    else:  # other digits: a patient code, a phone or a BHXH number; a UNION keeps each on its own index
+        owners = union(select(Patient.id).where(Patient.code == compact),
+                       select(Patient.id).where(Patient.phone == compact),
                        select(BhytCard.patient_id).where(BhytCard.bhxh_number == compact))
     return select(Patient).where(live, Patient.id.in_(owners)).order_by(Patient.id)
 

@@ -34,10 +34,19 @@ ROLES = [
     ("integration", "Integration (machine account)"),
 ]
 
-# Append-only audit trail: PostgreSQL rejects UPDATE, DELETE and TRUNCATE on it.
+# Append-only audit trail: PostgreSQL rejects DELETE and TRUNCATE, and every UPDATE but the one that
+# seals an event (sets its seq and hashes once, content unchanged; see core.audit).
 PG_AUDIT_GUARD = """
 CREATE FUNCTION audit_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    IF TG_OP = 'UPDATE' AND OLD.seq IS NULL AND NEW.seq IS NOT NULL AND NEW.hash IS NOT NULL
+       AND NEW.id = OLD.id AND NEW.occurred_at = OLD.occurred_at
+       AND NEW.actor_id IS NOT DISTINCT FROM OLD.actor_id AND NEW.actor_name = OLD.actor_name
+       AND NEW.action = OLD.action AND NEW.target_type IS NOT DISTINCT FROM OLD.target_type
+       AND NEW.target_id IS NOT DISTINCT FROM OLD.target_id AND NEW.detail = OLD.detail
+       AND NEW.ip IS NOT DISTINCT FROM OLD.ip THEN
+        RETURN NEW;
+    END IF;
     RAISE EXCEPTION 'audit_events is append-only (% rejected)', TG_OP
         USING ERRCODE = 'insufficient_privilege';
 END $$;
@@ -122,7 +131,7 @@ def upgrade() -> None:
     op.create_table(
         "audit_events",
         sa.Column("id", BigId, nullable=False),
-        sa.Column("seq", sa.BigInteger(), nullable=False),
+        sa.Column("seq", sa.BigInteger(), nullable=True),
         sa.Column("occurred_at", Ts, nullable=False),
         sa.Column("actor_id", sa.Integer(), nullable=True),
         sa.Column("actor_name", sa.String(120), nullable=False),
@@ -131,8 +140,8 @@ def upgrade() -> None:
         sa.Column("target_id", sa.String(120), nullable=True),
         sa.Column("detail", Json, nullable=False),
         sa.Column("ip", sa.String(64), nullable=True),
-        sa.Column("prev_hash", sa.String(64), nullable=False),
-        sa.Column("hash", sa.String(64), nullable=False),
+        sa.Column("prev_hash", sa.String(64), nullable=True),
+        sa.Column("hash", sa.String(64), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_events")),
         sa.UniqueConstraint("seq", name=op.f("uq_audit_events_seq")),
     )

@@ -30,6 +30,10 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_departments')),
     sa.UniqueConstraint('code', name=op.f('uq_departments_code'))
     )
+    if op.get_bind().dialect.name == "postgresql":
+        # Code counters without row locks (his.counters); SQLite uses the his_counters table.
+        op.execute("CREATE SEQUENCE his_patient_code_seq")
+        op.execute("CREATE SEQUENCE his_encounter_code_seq")
     op.create_table('his_counters',
     sa.Column('name', sa.String(length=60), nullable=False),
     sa.Column('value', sa.Integer(), nullable=False),
@@ -281,5 +285,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP SEQUENCE his_patient_code_seq")
+        op.execute("DROP SEQUENCE his_encounter_code_seq")
     for table in ('queue_ticket_events', 'queue_tickets', 'queue_ticket_counters', 'encounter_diagnoses', 'service_points', 'encounters', 'beds', 'staff', 'rooms', 'patient_merges', 'bhyt_cards', 'patients', 'his_counters', 'departments'):
         op.drop_table(table)

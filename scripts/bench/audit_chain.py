@@ -66,6 +66,7 @@ def main() -> None:
     engine = make_engine(make_url(args.url).set(database=DB_NAME).render_as_string(False), pool_size=32)
     try:
         migrate.upgrade(engine)
+        audit.start_sealer(engine)  # as in a web process: chained just after each commit
         factory = make_session_factory(engine)
         print("writers  commits/s  p50 ms  p95 ms")
         for writers in (int(w) for w in args.writers.split(",")):
@@ -73,6 +74,7 @@ def main() -> None:
             lat.sort()
             p95 = lat[int(len(lat) * 0.95) - 1] * 1000
             print(f"{writers:>7}  {count / args.seconds:>9.0f}  {statistics.median(lat) * 1000:>6.2f}  {p95:>6.2f}")
+        audit.seal(engine)
         with factory() as session:
             result = audit.verify(session)
         print(f"chain after the run: {'intact' if result.ok else result.problem}, {result.checked} events")

@@ -20,7 +20,7 @@ end
 local function qr_for(n)
   local yy = 50 + (n % 45)
   local id = string.format("0%02d0%02d%06d", 1 + thread_no, yy, n)
-  local name = surnames[1 + n % #surnames] .. " Văn " .. given[1 + (n // 7) % #given]
+  local name = surnames[1 + n % #surnames] .. " Văn " .. given[1 + math.floor(n / 7) % #given]
   return string.format("%s||%s|%02d%02d19%02d|Nam|Số %d Lê Lợi, Hà Nội|01012022", id, name,
                        1 + n % 28, 1 + n % 12, yy, n % 300)
 end

@@ -81,10 +81,10 @@ def main() -> None:
                 break
             except OSError:
                 time.sleep(0.1)
-        result = subprocess.run(["wrk", "-t", "2", "-c", str(args.connections), "-d", f"{args.seconds}s",
+        result = subprocess.run(["wrk", "-t", str(min(2, args.connections)), "-c", str(args.connections), "-d", f"{args.seconds}s",
                                  "--timeout", "10s", "-s", str(HERE / "reception.lua"), base],
                                 env={**os.environ, "VNHIS_BENCH_TOKEN": token}, capture_output=True, text=True)
-        print(result.stdout)
+        print(result.stdout, result.stderr)
         line = next(x for x in result.stdout.splitlines() if x.startswith("RESULT"))
         fields = dict(kv.split("=") for kv in line.split()[1:])
         rps = int(fields["requests"]) / (int(fields["duration_us"]) / 1e6)
@@ -93,7 +93,10 @@ def main() -> None:
               f"non-2xx {fields['non2xx']}, errors {fields['errors']}")
     finally:
         server.terminate()
-        server.wait(timeout=30)
+        try:
+            server.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            server.kill()
 
 
 if __name__ == "__main__":

@@ -170,3 +170,51 @@ def test_details_read_back_as_they_were_hashed(db_session):
     assert event.detail["big"] == "1e+16" and event.detail["amount"] == "150000.00" and event.detail["3"][1] == "2.5"
     assert event.actor_name == "odd\\u0000name"
     assert audit.verify(db_session).ok
+
+
+def test_an_unsealed_event_cannot_be_changed_either(committed_db_url):
+    engine = make_engine(committed_db_url)
+    session = make_session_factory(engine)()
+    session.execute(text("INSERT INTO audit_events (occurred_at, actor_name, action, detail) "
+                         "VALUES (now(), 'x', 'patient.read', '{}')"))  # as committed, before the sealer runs
+    session.commit()
+    with pytest.raises(DBAPIError, match="append-only"):
+        session.execute(text("UPDATE audit_events SET action = 'forged' WHERE seq IS NULL"))
+    session.rollback()
+    with pytest.raises(DBAPIError, match="append-only"):
+        session.execute(text("DELETE FROM audit_events WHERE seq IS NULL"))
+    session.rollback()
+    assert audit.seal(engine) == 1  # the one update allowed: chaining it
+    assert audit.verify(session).ok
+    session.close()
+    engine.dispose()
+
+
+def test_concurrent_commits_are_all_sealed_into_one_chain(committed_db_url):
+    import threading
+
+    engine = make_engine(committed_db_url, pool_size=12)
+    factory = make_session_factory(engine)
+    sealer = audit.Sealer(engine, idle_seconds=0.05)
+    sealer._thread.start()
+    previous, audit._sealer = audit._sealer, sealer
+    try:
+        def writer(n):
+            with factory() as session:
+                for i in range(25):
+                    audit.record(session, Actor(id=n, name=f"u{n}"), "patient.read", ("patient", i))
+                    session.commit()
+
+        threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        audit._sealer = previous
+        sealer.stop()
+    audit.seal(engine)
+    with factory() as session:
+        result = audit.verify(session)
+        assert result.ok and result.checked == 200 and result.unsealed == 0
+    engine.dispose()
