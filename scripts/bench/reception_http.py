@@ -81,8 +81,8 @@ def main() -> None:
                 break
             except OSError:
                 time.sleep(0.1)
-        result = subprocess.run(["wrk", "-t", str(min(2, args.connections)), "-c", str(args.connections), "-d", f"{args.seconds}s",
-                                 "--timeout", "10s", "-s", str(HERE / "reception.lua"), base],
+        result = subprocess.run(["wrk", "-t", str(min(2, args.connections)), "-c", str(args.connections),
+                                 "-d", f"{args.seconds}s", "--timeout", "10s", "-s", str(HERE / "reception.lua"), base],
                                 env={**os.environ, "VNHIS_BENCH_TOKEN": token}, capture_output=True, text=True)
         print(result.stdout, result.stderr)
         line = next(x for x in result.stdout.splitlines() if x.startswith("RESULT"))

@@ -31,7 +31,8 @@ def test_qr_registers_then_finds_the_same_patient(db_session):
     patient = first.patient
     assert (patient.full_name, patient.name_folded, patient.name_reversed) == \
         ("Nguyễn Văn An", "nguyen van an", "an van nguyen")
-    assert patient.code.startswith("26") and len(patient.code) == 10 and patient.birth_date == date(1990, 1, 1) and patient.sex == "male"
+    assert patient.code.startswith("26") and len(patient.code) == 10
+    assert patient.birth_date == date(1990, 1, 1) and patient.sex == "male"
     assert patient.national_id_raw_qr == QR and patient.address_text.startswith("Số 1 Tràng Tiền")
     again = patients.find_or_register_by_qr(db_session, DESK, QR, today=TODAY)
     assert not again.created and again.patient.id == patient.id
