@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from core.audit import Actor
 from core.models import User
-from his import demo_admission, demo_catalog, demo_orders, patients, sample_data
+from his import demo_admission, demo_catalog, demo_orders, demo_pharmacy, patients, sample_data
 from his.models.org import Bed, Department, Room, ServicePoint, Staff
 
 DEMO_PATIENTS = 300
@@ -75,5 +75,6 @@ def seed(session: Session, actor: Actor) -> None:
                 "bhyt_valid_to": date(today.year, 12, 31) if fake.bhyt_number else None}
         patients.register(session, actor, data, today=today, confirm_possible_duplicate=True)
     session.flush()
+    demo_pharmacy.seed(session, actor)
     demo_orders.seed(session, actor)
     demo_admission.seed(session, actor)
