@@ -184,12 +184,19 @@ def _seal_after_commit(session: Session) -> None:
             log.warning("audit events committed but not sealed yet: %s", str(exc).splitlines()[0])
 
 
-def seal(bind, batch: int = SEAL_BATCH) -> int:
-    """Chain the committed, not yet sealed events (PostgreSQL), oldest first; returns how many."""
+def seal(bind, batch: int = SEAL_BATCH, *, wait: bool = True) -> int | None:
+    """Chain the committed, not yet sealed events (PostgreSQL), oldest first; returns how many.
+
+    wait=False: return None at once if another sealer holds the lock (it will take these events too,
+    or the next round will).
+    """
     total = 0
     while True:
         with Session(bind=bind, join_transaction_mode="create_savepoint") as session:
-            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SEALER_LOCK})
+            if wait:
+                session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SEALER_LOCK})
+            elif not session.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": SEALER_LOCK}).scalar():
+                return None
             head = session.execute(select(AuditChainHead).where(AuditChainHead.id == 1).with_for_update()
                                    .execution_options(populate_existing=True)).scalar_one()
             rows = session.scalars(select(AuditEvent).where(AuditEvent.seq.is_(None))
@@ -207,10 +214,14 @@ def seal(bind, batch: int = SEAL_BATCH) -> int:
 
 
 class Sealer:
-    """A thread that seals soon after each commit, so requests never wait for it."""
+    """A thread that seals soon after each commit, so requests never wait for it.
 
-    def __init__(self, bind, idle_seconds: float = 5.0):
-        self.bind, self.idle_seconds = bind, idle_seconds
+    After a wake-up it waits `gather_seconds` so one sealing transaction takes the events of many
+    commits, and it never queues for the lock: if another process is sealing, it tries again later.
+    """
+
+    def __init__(self, bind, idle_seconds: float = 5.0, gather_seconds: float = 0.05):
+        self.bind, self.idle_seconds, self.gather_seconds = bind, idle_seconds, gather_seconds
         self._wake, self._stop = threading.Event(), threading.Event()
         self._thread = threading.Thread(target=self._loop, name="vnhis-audit-sealer", daemon=True)
 
@@ -225,9 +236,11 @@ class Sealer:
     def _loop(self) -> None:
         while not self._stop.is_set():
             self._wake.wait(self.idle_seconds)
+            self._stop.wait(self.gather_seconds)
             self._wake.clear()
             try:
-                seal(self.bind)
+                if seal(self.bind, wait=False) is None:
+                    self._wake.set()  # someone else is sealing; look again after the next gather
             except SQLAlchemyError as exc:
                 log.warning("audit sealing failed, retrying: %s", str(exc).splitlines()[0])
 

@@ -24,6 +24,9 @@ from his.models.patients import BhytCard, Patient, PatientMerge
 from his.text import fold
 
 SEARCH_LIMIT = 50
+# What a result list shows: a thin projection, not whole records (less to fetch, build and audit).
+LISTED = (Patient.id, Patient.code, Patient.full_name, Patient.name_folded, Patient.birth_date, Patient.birth_year,
+          Patient.sex, Patient.national_id, Patient.phone, Patient.address_text, Patient.merged_into_id)
 FUZZY_THRESHOLD = 0.45  # pg_trgm similarity for the typo fallback
 FUZZY_BUDGET_MS = 300
 # Columns copied into the merge snapshot and restored by unmerge.
@@ -232,8 +235,8 @@ def _kind_of_query(q: str) -> str:
     return "name"
 
 
-def search(session: Session, actor: Actor, q: str, *, page: int = 1, per_page: int = 20) -> tuple[list[Patient], bool]:
-    """Patients matching a query, and whether there are more pages.
+def search(session: Session, actor: Actor, q: str, *, page: int = 1, per_page: int = 20) -> tuple[list, bool]:
+    """Patients matching a query (thin rows with the LISTED columns), and whether there are more pages.
 
     12 digits: CCCD; other digits: patient code, phone or BHXH number; a BHYT card number;
     anything else: the folded name, as a prefix of either word order ("nguyen van", "an nguyen"),
@@ -252,8 +255,8 @@ def search(session: Session, actor: Actor, q: str, *, page: int = 1, per_page: i
         if not rows and page == 1 and is_postgresql(session):
             rows = _fuzzy(session, folded, per_page)
     else:
-        rows = list(session.scalars(_by_identifier(kind, q.replace(" ", ""))
-                                    .offset((page - 1) * per_page).limit(per_page + 1)))
+        rows = session.execute(_by_identifier(kind, q.replace(" ", ""))
+                               .offset((page - 1) * per_page).limit(per_page + 1)).all()
     audit.record(session, actor, "patient.search", None, {"q": q[:100], "kind": kind, "found": len(rows[:per_page])})
     return rows[:per_page], len(rows) > per_page
 
@@ -261,17 +264,17 @@ def search(session: Session, actor: Actor, q: str, *, page: int = 1, per_page: i
 def _by_identifier(kind: str, compact: str):
     live = Patient.merged_into_id.is_(None)
     if kind == "cccd":
-        return select(Patient).where(live, Patient.national_id == compact)
+        return select(*LISTED).where(live, Patient.national_id == compact)
     if kind == "bhyt":
         owners = select(BhytCard.patient_id).where(BhytCard.number == compact.upper())
     else:  # other digits: a patient code, a phone or a BHXH number; a UNION keeps each on its own index
         owners = union(select(Patient.id).where(Patient.code == compact),
                        select(Patient.id).where(Patient.phone == compact),
                        select(BhytCard.patient_id).where(BhytCard.bhxh_number == compact))
-    return select(Patient).where(live, Patient.id.in_(owners)).order_by(Patient.id)
+    return select(*LISTED).where(live, Patient.id.in_(owners)).order_by(Patient.id)
 
 
-def _by_name_prefix(session: Session, folded: str, page: int, per_page: int) -> list[Patient]:
+def _by_name_prefix(session: Session, folded: str, page: int, per_page: int) -> list:
     """Names starting with the fragment in either word order, sorted by folded name.
 
     Each word order is its own query on its own (name, id) index, walked in order and stopped
@@ -280,26 +283,26 @@ def _by_name_prefix(session: Session, folded: str, page: int, per_page: int) -> 
     """
     pattern = folded.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     wanted = page * per_page + 1
-    found: dict[int, Patient] = {}
+    found: dict[int, object] = {}
     for column in (Patient.name_folded, Patient.name_reversed):
-        stmt = (select(Patient).where(Patient.merged_into_id.is_(None), column.like(pattern, escape="\\"))
+        stmt = (select(*LISTED).where(Patient.merged_into_id.is_(None), column.like(pattern, escape="\\"))
                 .order_by(column, Patient.id).limit(wanted))
-        for row in session.scalars(stmt):
+        for row in session.execute(stmt):
             found.setdefault(row.id, row)
     ordered = sorted(found.values(), key=lambda p: (p.name_folded, p.id))
     return ordered[(page - 1) * per_page:page * per_page + 1]
 
 
-def _fuzzy(session: Session, folded: str, limit: int) -> list[Patient]:
+def _fuzzy(session: Session, folded: str, limit: int) -> list:
     """Trigram similarity within a time budget; a timeout means "no fuzzy match", never an error."""
     try:
         with session.begin_nested():
             session.execute(text("SELECT set_config('statement_timeout', :ms, true), "
                                  "set_config('pg_trgm.similarity_threshold', :t, true)"),
                             {"ms": str(FUZZY_BUDGET_MS), "t": str(FUZZY_THRESHOLD)})
-            rows = list(session.scalars(
-                select(Patient).where(Patient.merged_into_id.is_(None), Patient.name_folded.op("%")(folded))
-                .order_by(func.similarity(Patient.name_folded, folded).desc()).limit(limit)))
+            rows = session.execute(
+                select(*LISTED).where(Patient.merged_into_id.is_(None), Patient.name_folded.op("%")(folded))
+                .order_by(func.similarity(Patient.name_folded, folded).desc()).limit(limit)).all()
             session.execute(text("SELECT set_config('statement_timeout', '0', true)"))
             return rows
     except DBAPIError:

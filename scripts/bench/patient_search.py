@@ -64,7 +64,11 @@ def client(url: str, queries, seconds: float, mode: str, start_at: float, out) -
     import_models()
     from his import patients
 
-    engine = make_engine(url, pool_size=1)
+    engine = make_engine(url, pool_size=2)
+    if mode == "operation":
+        from core import audit
+
+        audit.start_sealer(engine)  # as each web process does
     session = make_session_factory(engine)()
     actor = Actor(id=None, name="bench", ip="127.0.0.1")
     results = []
