@@ -11,7 +11,7 @@ from datetime import date
 
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import and_, func, select, text, union, update
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import InstrumentedAttribute
 
@@ -158,8 +158,23 @@ def register(session: Session, actor: Actor, data: dict, *, today: date, confirm
 
 
 def find_or_register_by_qr(session: Session, actor: Actor, raw_qr: str, *, today: date) -> Registration:
-    """The desk scanner's one step: a CCCD QR finds the live patient with that number or registers one."""
+    """The desk scanner's one step: a CCCD QR finds the live patient with that number or registers one.
+
+    The same card scanned twice at once (a double scan, two desks): the second registration hits
+    the unique index on the live CCCD, its savepoint is rolled back and it finds the first one.
+    """
     card = identity.parse_cccd_qr(raw_qr)
+    try:
+        with session.begin_nested():
+            return _find_or_register(session, actor, card, raw_qr, today)
+    except IntegrityError:
+        if live_by_national_id(session, card.national_id) is None:
+            raise
+        return _find_or_register(session, actor, card, raw_qr, today)
+
+
+def _find_or_register(session: Session, actor: Actor, card: identity.CccdCard, raw_qr: str,
+                      today: date) -> Registration:
     existing = live_by_national_id(session, card.national_id)
     if existing is not None:
         warnings = []

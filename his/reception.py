@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.audit import Actor
@@ -47,8 +48,15 @@ def check_in(session: Session, actor: Actor, patient: Patient, point: ServicePoi
                                               day=day, room=point.room, insured=insured)
     group = tickets.priority_group(patient, day, emergency=emergency, pregnant=pregnant, disabled=disabled,
                                    merit=merit)
-    ticket = tickets.issue(session, actor, point, day=day, patient=patient, encounter_id=visit.id if visit else None,
-                           group=group)
+    try:
+        with session.begin_nested():
+            ticket = tickets.issue(session, actor, point, day=day, patient=patient,
+                                   encounter_id=visit.id if visit else None, group=group)
+    except IntegrityError:  # the same patient checked in at this point a moment ago (double scan)
+        ticket = tickets.open_ticket_for(session, point, patient, day)
+        if ticket is None:
+            raise
+        return Arrival(patient, ticket, visit, already_queued=True)
     return Arrival(patient, ticket, visit)
 
 

@@ -51,10 +51,10 @@ class Encounter(Base):
     cancelled_by: Mapped[int | None]
     cancel_reason: Mapped[str | None] = mapped_column(Text)
 
-    patient: Mapped[Patient] = relationship(lazy="joined")
-    department: Mapped[Department | None] = relationship(lazy="joined")
-    room: Mapped[Room | None] = relationship(lazy="joined")
-    doctor: Mapped[Staff | None] = relationship(lazy="joined")
+    patient: Mapped[Patient] = relationship()
+    department: Mapped[Department | None] = relationship()
+    room: Mapped[Room | None] = relationship()
+    doctor: Mapped[Staff | None] = relationship()
     bhyt_card: Mapped[BhytCard | None] = relationship()
     diagnoses: Mapped[list[Diagnosis]] = relationship(back_populates="encounter", order_by="Diagnosis.id",
                                                       primaryjoin="and_(Diagnosis.encounter_id == Encounter.id, "

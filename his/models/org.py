@@ -35,7 +35,7 @@ class Room(Base):
     kind: Mapped[str] = mapped_column(String(20))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
 
-    department: Mapped[Department] = relationship(lazy="joined")
+    department: Mapped[Department] = relationship()
 
 
 class Bed(Base):
@@ -47,7 +47,7 @@ class Bed(Base):
     bhyt_code: Mapped[str | None] = mapped_column(String(4))  # bed service code ^[HTCK]\d{3}$
     active: Mapped[bool] = mapped_column(Boolean, default=True)
 
-    room: Mapped[Room] = relationship(lazy="joined")
+    room: Mapped[Room] = relationship()
 
 
 class ServicePoint(Base):
@@ -65,7 +65,7 @@ class ServicePoint(Base):
     normal_per_priority: Mapped[int] = mapped_column(Integer, default=2)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
 
-    room: Mapped[Room | None] = relationship(lazy="joined")
+    room: Mapped[Room | None] = relationship()
 
 
 class Staff(Base):
@@ -87,4 +87,4 @@ class Staff(Base):
     bhyt_doctor_code: Mapped[str | None] = mapped_column(String(40))  # MA_BAC_SI in claims
     active: Mapped[bool] = mapped_column(Boolean, default=True)
 
-    department: Mapped[Department | None] = relationship(lazy="joined")
+    department: Mapped[Department | None] = relationship()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.db import Base, utcnow
@@ -12,6 +12,7 @@ from his.models.org import ServicePoint
 from his.models.patients import Patient
 
 TICKET_STATUSES = ("waiting", "called", "serving", "done", "no_show", "transferred", "cancelled")
+OPEN_TICKET = "patient_id IS NOT NULL AND status IN ('waiting', 'called', 'serving')"
 # The legal priority groups (Luật KCB 2023 Đ3 k2; his.md §4). Emergency bypasses the queue.
 PRIORITY_GROUPS = ("emergency", "under6", "pregnant", "disabled", "elderly", "merit")
 
@@ -23,6 +24,9 @@ class Ticket(Base):
         CheckConstraint(f"status IN {TICKET_STATUSES}", name="status"),
         CheckConstraint(f"priority_group IS NULL OR priority_group IN {PRIORITY_GROUPS}", name="priority_group"),
         Index("ix_queue_tickets_point_day_status", "service_point_id", "day", "status"),
+        # One open ticket per patient and point and day: a double scan gets the same number back.
+        Index("uq_queue_tickets_patient_open", "service_point_id", "day", "patient_id", unique=True,
+              postgresql_where=text(OPEN_TICKET), sqlite_where=text(OPEN_TICKET)),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -43,7 +47,7 @@ class Ticket(Base):
     transferred_to_id: Mapped[int | None] = mapped_column(ForeignKey("queue_tickets.id"))
     called_out_of_order: Mapped[bool] = mapped_column(Boolean, default=False)
 
-    service_point: Mapped[ServicePoint] = relationship(lazy="joined")
+    service_point: Mapped[ServicePoint] = relationship()
     patient: Mapped[Patient | None] = relationship()
 
     @property

@@ -271,6 +271,9 @@ def upgrade() -> None:
     op.create_index(op.f('ix_queue_tickets_encounter_id'), 'queue_tickets', ['encounter_id'], unique=False)
     op.create_index(op.f('ix_queue_tickets_patient_id'), 'queue_tickets', ['patient_id'], unique=False)
     op.create_index('ix_queue_tickets_point_day_status', 'queue_tickets', ['service_point_id', 'day', 'status'], unique=False)
+    open_ticket = sa.text("patient_id IS NOT NULL AND status IN ('waiting', 'called', 'serving')")
+    op.create_index('uq_queue_tickets_patient_open', 'queue_tickets', ['service_point_id', 'day', 'patient_id'], unique=True,
+                    postgresql_where=open_ticket, sqlite_where=open_ticket)
     op.create_table('queue_ticket_events',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('ticket_id', sa.Integer(), nullable=False),

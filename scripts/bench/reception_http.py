@@ -94,9 +94,10 @@ def main() -> None:
     finally:
         server.terminate()
         try:
-            server.wait(timeout=40)
-        except subprocess.TimeoutExpired:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # workers still holding keep-alive connections
             server.kill()
+            subprocess.run(["pkill", "-9", "-f", f"core serve --port {args.port}"], check=False)
 
 
 if __name__ == "__main__":

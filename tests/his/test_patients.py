@@ -177,3 +177,34 @@ def test_merge_refusals(db_session, reason, same, code):
     with pytest.raises(PatientError) as info:
         patients.merge(db_session, DESK, a, b, reason)
     assert info.value.code == code
+
+
+def test_a_double_scan_at_the_same_moment_registers_one_patient(committed_db_url):
+    import threading
+
+    from core.db import make_engine, make_session_factory
+
+    engine = make_engine(committed_db_url, pool_size=10)
+    factory = make_session_factory(engine)
+    barrier, results, errors = threading.Barrier(6), [], []
+
+    def scan():
+        try:
+            with factory() as session:
+                barrier.wait()
+                registration = patients.find_or_register_by_qr(session, DESK, QR, today=TODAY)
+                session.commit()
+                results.append((registration.patient.id, registration.created))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=scan) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len({pid for pid, _ in results}) == 1 and sum(created for _, created in results) == 1
+    with factory() as session:
+        assert session.scalar(select(func.count()).select_from(Patient)) == 1
+    engine.dispose()
