@@ -7,6 +7,7 @@ from datetime import date, datetime
 from flask_babel import lazy_gettext as _l
 from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates_schema
 
+from his import geo
 from his.models.patients import SEXES
 
 REQUIRED = {"required": _l("Required field"), "null": _l("Required field")}
@@ -51,6 +52,12 @@ class PatientSchema(Schema):
     occupation_code = fields.String(load_default=None, validate=validate.Length(max=10))
     nationality = fields.String(load_default="VN", validate=validate.Regexp(
         r"^[A-Z]{2}$", error=_l("A two-letter country code such as VN.")))
+    address_scheme = fields.String(load_default=None, validate=validate.OneOf(
+        ("post2025", "pre2025"), error=_l("Choose one from the list.")))
+    province_code = fields.String(load_default=None, validate=validate.Length(max=10))
+    district_code = fields.String(load_default=None, validate=validate.Length(max=10))
+    ward_code = fields.String(load_default=None, validate=validate.Length(max=10))
+    street = fields.String(load_default=None, validate=validate.Length(max=300))
     address_text = fields.String(load_default=None, validate=validate.Length(max=500))
     current_address_text = fields.String(load_default=None, validate=validate.Length(max=500))
     bhyt_number = fields.String(load_default=None)  # checked by his.identity for a precise message
@@ -60,7 +67,8 @@ class PatientSchema(Schema):
         r"^\d{5}$", error=_l("The registered facility code has 5 digits.")))
 
     OPTIONAL = ("birth_date", "birth_year", "national_id", "phone", "passport_number", "ethnicity_code",
-                "occupation_code", "address_text", "current_address_text", "bhyt_number", "bhyt_valid_from",
+                "occupation_code", "address_scheme", "province_code", "district_code", "ward_code", "street",
+                "address_text", "current_address_text", "bhyt_number", "bhyt_valid_from",
                 "bhyt_valid_to", "bhyt_registered_facility")
 
     @pre_load
@@ -82,6 +90,13 @@ class PatientSchema(Schema):
             raise ValidationError([_l("The date of birth is in the future.")], "birth_date")
         if born is not None and data.get("birth_year") not in (None, born.year):
             raise ValidationError([_l("The year does not match the date of birth.")], "birth_year")
+        if data.get("province_code") or data.get("ward_code"):
+            # An address on the administrative units: the ward must lie in the province (and district).
+            try:
+                geo.validate_address(data.get("address_scheme") or "post2025", data.get("province_code"),
+                                     data.get("ward_code"), data.get("district_code"))
+            except geo.AddressError as exc:
+                raise ValidationError([exc.message], exc.field) from None
         start, end = data.get("bhyt_valid_from"), data.get("bhyt_valid_to")
         if start and end and end < start:
             raise ValidationError([_l("The card's end date is before its start date.")], "bhyt_valid_to")

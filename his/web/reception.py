@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from core.web import NavEntry, add_nav, current_actor, db_session
 from core.web.security import require
-from his import patients, reception
+from his import geo, patients, reception
 from his.identity import IdentityError
 from his.models.encounters import Encounter
 from his.models.org import ServicePoint
@@ -125,8 +125,10 @@ def patient_new():
             db_session().rollback()
             errors = {exc.field or "full_name": str(exc)}
             candidates = [db_session().get(Patient, i) for i in exc.extra.get("candidates", [])]
-        return render_template("his/patient_new.html", form=form, errors=errors, candidates=candidates), 422
-    return render_template("his/patient_new.html", form=form, errors=errors, candidates=candidates)
+        return render_template("his/patient_new.html", form=form, errors=errors, candidates=candidates,
+                               provinces=geo.provinces("post2025")), 422
+    return render_template("his/patient_new.html", form=form, errors=errors, candidates=candidates,
+                           provinces=geo.provinces("post2025"))
 
 
 @bp.get("/patients")
@@ -152,8 +154,12 @@ def patient(patient_id: int):
                                                      | (PatientMerge.duplicate_id == record.id))
                           .order_by(PatientMerge.id.desc())).all()
     survivor = sess.get(Patient, record.merged_into_id) if record.merged_into_id else None
+    ward = geo.lookup_ward(record.ward_code, record.address_scheme or "post2025") if record.ward_code else None
+    province = geo.province(record.province_code, record.address_scheme or "post2025") if record.province_code else None
+    address = ", ".join(part for part in (record.street, ward.name if ward else None,
+                                          province.name if province else None) if part)
     return render_template("his/patient.html", patient=record, cards=cards, visits=visits, merges=merges,
-                           survivor=survivor, possible=patients.similar_patients(
+                           survivor=survivor, address=address, possible=patients.similar_patients(
                                sess, record.full_name, record.birth_year, record.sex, exclude_id=record.id))
 
 

@@ -123,3 +123,25 @@ def test_api_scan_and_search(client, make_user, clinic, db_session):
     assert [p["full_name"] for p in found["items"]] == ["Nguyễn Văn An"]
     spec = client.get("/api/v1/openapi.json").json
     assert "/reception/scan" in spec["paths"] and "/patients" in spec["paths"]
+
+
+def test_register_with_an_address_on_the_administrative_units(client, make_user, db_session):
+    from his import geo
+
+    make_user("tiepdon.addr", "receptionist")
+    login(client, "tiepdon.addr")
+    hanoi = next(p for p in geo.provinces("post2025") if "Hà Nội" in p.name)
+    ward = geo.wards(hanoi.code)[0]
+    other = next(p for p in geo.provinces("post2025") if p.code != hanoi.code)
+    token = csrf_token(client, "/patients/new")
+    base = {"full_name": "Đỗ Thị Hạnh", "sex": "female", "birth_year": "1970", "csrf_token": token}
+    bad = client.post("/patients/new", data={**base, "province_code": other.code, "ward_code": ward.code})
+    assert bad.status_code == 422 and 'id="error-ward_code"' in bad.get_data(as_text=True)
+    assert db_session.scalar(select(func.count()).select_from(Patient)) == 0
+    good = client.post("/patients/new", data={**base, "province_code": hanoi.code, "ward_code": ward.code,
+                                              "street": "12 Hàng Bạc"})
+    assert good.status_code == 302
+    patient = db_session.scalar(select(Patient))
+    assert (patient.address_scheme, patient.province_code, patient.ward_code) == ("post2025", hanoi.code, ward.code)
+    wards = client.get(f"/api/v1/geo/provinces/{hanoi.code}/wards").json
+    assert any(w["code"] == ward.code for w in wards)
