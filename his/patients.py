@@ -147,8 +147,13 @@ def register(session: Session, actor: Actor, data: dict, *, today: date, confirm
                       ward_code=data.get("ward_code"), street=data.get("street"),
                       address_text=data.get("address_text"), current_address_text=data.get("current_address_text"),
                       created_by=actor.id)
-    session.add(patient)
-    session.flush()
+    try:
+        with session.begin_nested():  # a concurrent registration of the same CCCD loses here, cleanly
+            session.add(patient)
+            session.flush()
+    except IntegrityError:
+        _check_hard_duplicates(session, national_id, None)
+        raise
     if card is not None:
         warnings += _add_card(session, actor, patient, card, data, today)
     audit.record(session, actor, "patient.create", patient,
@@ -168,8 +173,8 @@ def find_or_register_by_qr(session: Session, actor: Actor, raw_qr: str, *, today
     try:
         with session.begin_nested():
             return _find_or_register(session, actor, card, raw_qr, today)
-    except IntegrityError:
-        if live_by_national_id(session, card.national_id) is None:
+    except PatientError as exc:
+        if exc.code != "duplicate_cccd":  # registered by a concurrent scan a moment ago: find it
             raise
         return _find_or_register(session, actor, card, raw_qr, today)
 
@@ -228,8 +233,8 @@ def add_card(session: Session, actor: Actor, patient: Patient, data: dict, *, to
 
 
 def current_card(session: Session, patient: Patient) -> BhytCard | None:
-    return session.scalar(select(BhytCard).where(BhytCard.patient_id == patient.id,
-                                                 BhytCard.superseded_at.is_(None)))
+    return session.scalar(select(BhytCard).where(BhytCard.patient_id == patient.id, BhytCard.superseded_at.is_(None))
+                          .order_by(BhytCard.id.desc()).limit(1))
 
 
 def get(session: Session, actor: Actor, patient_id: int) -> Patient | None:
@@ -312,6 +317,7 @@ def _by_name_prefix(session: Session, folded: str, page: int, per_page: int) -> 
 def _fuzzy(session: Session, folded: str, limit: int) -> list:
     """Trigram similarity within a time budget; a timeout means "no fuzzy match", never an error."""
     try:
+        previous = session.execute(text("SELECT current_setting('statement_timeout')")).scalar_one()
         with session.begin_nested():
             session.execute(text("SELECT set_config('statement_timeout', :ms, true), "
                                  "set_config('pg_trgm.similarity_threshold', :t, true)"),
@@ -319,7 +325,7 @@ def _fuzzy(session: Session, folded: str, limit: int) -> list:
             rows = session.execute(
                 select(*LISTED).where(Patient.merged_into_id.is_(None), Patient.name_folded.op("%")(folded))
                 .order_by(func.similarity(Patient.name_folded, folded).desc()).limit(limit)).all()
-            session.execute(text("SELECT set_config('statement_timeout', '0', true)"))
+            session.execute(text("SELECT set_config('statement_timeout', :old, true)"), {"old": previous})
             return rows
     except DBAPIError:
         return []
@@ -365,6 +371,13 @@ def merge(session: Session, actor: Actor, survivor: Patient, duplicate: Patient,
             snapshot["moved"][f"{model.__tablename__}.{column.key}"] = ids
     duplicate.merged_into_id = survivor.id
     session.flush()
+    # One current BHYT card afterwards: the newest stays, older live ones are closed (reopened by unmerge).
+    live_cards = list(session.scalars(select(BhytCard).where(BhytCard.patient_id == survivor.id,
+                                                             BhytCard.superseded_at.is_(None))
+                                      .order_by(BhytCard.id.desc())))
+    for old in live_cards[1:]:
+        old.superseded_at = utcnow()
+    snapshot["closed_cards"] = [c.id for c in live_cards[1:]]
     # The survivor takes what only the duplicate knew (its CCCD, phone, birth date).
     for name in ("national_id", "national_id_raw_qr", "phone", "birth_date", "passport_number", "address_text"):
         if getattr(survivor, name) is None and getattr(duplicate, name) is not None:
@@ -394,11 +407,16 @@ def unmerge(session: Session, actor: Actor, record: PatientMerge, reason: str) -
     if record.undone_at is not None:
         raise PatientError("already_undone", None, _l("This merge has already been undone."))
     survivor, duplicate = session.get(Patient, record.survivor_id), session.get(Patient, record.duplicate_id)
+    if survivor.merged_into_id is not None or duplicate.merged_into_id != survivor.id:
+        raise PatientError("merged_again", None, _l("The surviving record was merged again since: undo that merge "
+                                                    "first."))
     by_name = {f"{c.class_.__tablename__}.{c.key}": c for c in _REFERENCES}
     for name, ids in record.snapshot["moved"].items():
         column = by_name[name]
         session.execute(update(column.class_).where(and_(column.class_.id.in_(ids), column == survivor.id))
                         .values({column.key: duplicate.id}).execution_options(synchronize_session=False))
+    for card in session.scalars(select(BhytCard).where(BhytCard.id.in_(record.snapshot.get("closed_cards", [])))):
+        card.superseded_at = None
     _restore(survivor, record.snapshot["survivor"])
     session.flush()  # the survivor gives back the CCCD before the duplicate takes it again
     _restore(duplicate, record.snapshot["duplicate"])

@@ -38,26 +38,35 @@ def check_in(session: Session, actor: Actor, patient: Patient, point: ServicePoi
     if waiting is not None:
         visit = session.get(Encounter, waiting.encounter_id) if waiting.encounter_id else None
         return Arrival(patient, waiting, visit, already_queued=True)
-    visit = None
-    if point.room is not None and point.kind == "exam_room":
-        visit = encounters.open_today(session, patient, point.room, day_start)
-        if visit is None:
-            card = patients.current_card(session, patient)
-            insured = card is not None and (card.valid_to is None or card.valid_to >= day)
-            visit = encounters.open_encounter(session, actor, patient, kind="emergency" if emergency else "outpatient",
-                                              day=day, room=point.room, insured=insured)
     group = tickets.priority_group(patient, day, emergency=emergency, pregnant=pregnant, disabled=disabled,
                                    merit=merit)
     try:
+        # The visit and the ticket stand or fall together: a double scan must not leave a second visit.
         with session.begin_nested():
+            visit = _visit(session, actor, patient, point, day, day_start, emergency)
             ticket = tickets.issue(session, actor, point, day=day, patient=patient,
                                    encounter_id=visit.id if visit else None, group=group)
-    except IntegrityError:  # the same patient checked in at this point a moment ago (double scan)
+    except IntegrityError:  # the same patient checked in at this point a moment ago
         ticket = tickets.open_ticket_for(session, point, patient, day)
         if ticket is None:
             raise
+        visit = session.get(Encounter, ticket.encounter_id) if ticket.encounter_id else None
         return Arrival(patient, ticket, visit, already_queued=True)
     return Arrival(patient, ticket, visit)
+
+
+def _visit(session: Session, actor: Actor, patient: Patient, point: ServicePoint, day: date, day_start: datetime,
+           emergency: bool) -> Encounter | None:
+    """Today's open visit in the exam room of the point, or a new one (other points open none)."""
+    if point.room is None or point.kind != "exam_room":
+        return None
+    visit = encounters.open_today(session, patient, point.room, day_start)
+    if visit is None:
+        card = patients.current_card(session, patient)
+        insured = card is not None and (card.valid_to is None or card.valid_to >= day)
+        visit = encounters.open_encounter(session, actor, patient, kind="emergency" if emergency else "outpatient",
+                                          day=day, room=point.room, insured=insured)
+    return visit
 
 
 def scan(session: Session, actor: Actor, raw_qr: str, point: ServicePoint, *, day: date, day_start: datetime,

@@ -22,6 +22,7 @@ from core.db import is_postgresql, utcnow
 from his.models.org import ServicePoint
 from his.models.patients import Patient
 from his.models.tickets import PRIORITY_GROUPS, Ticket, TicketCounter, TicketEvent
+from his.patients import register_reference
 
 ELDERLY_AGE = 75  # Luật KCB 2023 (the old law said 80)
 UNDER6_MONTHS = 72
@@ -36,9 +37,11 @@ class TicketError(ValueError):
         return str(self.message)
 
 
-def age_in_months(patient: Patient, on: date) -> int:
-    # A year-only birth date is taken as 1 January: an elderly person is not denied priority.
-    born = patient.birth_date or date(patient.birth_year, 1, 1)
+def age_in_months(patient: Patient, on: date, *, year_only_as: str = "start") -> int:
+    """Age in whole months; a year-only birth date counts as 1 January ("start") or 31 December
+    ("end"), whichever gives the benefit of the doubt for the rule at hand."""
+    born = patient.birth_date or (date(patient.birth_year, 1, 1) if year_only_as == "start"
+                                  else date(patient.birth_year, 12, 31))
     return (on.year - born.year) * 12 + on.month - born.month - (1 if on.day < born.day else 0)
 
 
@@ -47,14 +50,13 @@ def priority_group(patient: Patient | None, on: date, *, emergency: bool = False
     """The legal priority group that applies, the most urgent first; None for a normal ticket."""
     if emergency:
         return "emergency"
-    months = age_in_months(patient, on) if patient is not None else None
-    if months is not None and months < UNDER6_MONTHS:
+    if patient is not None and age_in_months(patient, on, year_only_as="end") < UNDER6_MONTHS:
         return "under6"
     if pregnant:
         return "pregnant"
     if disabled:
         return "disabled"
-    if months is not None and months >= ELDERLY_AGE * 12:
+    if patient is not None and age_in_months(patient, on) >= ELDERLY_AGE * 12:
         return "elderly"
     if merit:
         return "merit"
@@ -232,3 +234,6 @@ def board(session: Session, point: ServicePoint, day: date, *, show: int = 10) -
     last_event = session.scalar(select(func.max(TicketEvent.id)).join(Ticket, Ticket.id == TicketEvent.ticket_id)
                                 .where(Ticket.service_point_id == point.id, Ticket.day == day))
     return Board(point, called, waiting, count, f"{day:%Y%m%d}-{last_event or 0}")
+
+
+register_reference(Ticket.patient_id)

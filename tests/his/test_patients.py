@@ -208,3 +208,24 @@ def test_a_double_scan_at_the_same_moment_registers_one_patient(committed_db_url
     with factory() as session:
         assert session.scalar(select(func.count()).select_from(Patient)) == 1
     engine.dispose()
+
+
+def test_merge_keeps_one_current_card_and_unmerge_reopens_it(db_session):
+    survivor = _register(db_session, "Hà Văn Tư", 1960, "male", bhyt_number="HT3010120870001")
+    duplicate = _register(db_session, "Hà Văn Tư", 1960, "male", bhyt_number="HT3010120870002")
+    record = patients.merge(db_session, DESK, survivor, duplicate, "Cùng người")
+    live = db_session.scalars(select(BhytCard).where(BhytCard.patient_id == survivor.id,
+                                                     BhytCard.superseded_at.is_(None))).all()
+    assert [c.number for c in live] == ["HT3010120870002"]
+    patients.unmerge(db_session, DESK, record, "Nhầm")
+    assert patients.current_card(db_session, survivor).number == "HT3010120870001"
+    assert patients.current_card(db_session, duplicate).number == "HT3010120870002"
+
+
+def test_unmerge_is_refused_when_the_survivor_was_merged_again(db_session):
+    a, b, c = (_register(db_session, "Tạ Thị Yến", 1977) for _ in range(3))
+    first = patients.merge(db_session, DESK, b, a, "trùng")
+    patients.merge(db_session, DESK, c, b, "trùng")
+    with pytest.raises(PatientError) as info:
+        patients.unmerge(db_session, DESK, first, "nhầm")
+    assert info.value.code == "merged_again"
