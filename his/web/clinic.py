@@ -45,6 +45,7 @@ def worklist():
             .where(Encounter.room_id == room.id, Encounter.started_at >= day_start(today()),
                    Encounter.status != "cancelled")
             .order_by(Ticket.number.nulls_last(), Encounter.id)).all()
+    audit.record(sess, current_actor(), "worklist.view", room, {"patients": [e.patient_id for e, _t in rows]})
     return render_template("his/worklist.html", rooms=rooms, room=room, rows=rows)
 
 

@@ -113,7 +113,8 @@ def place(encounter_id: int):
 
 
 def _order_or_404(order_id: int) -> Order:
-    order = db_session().get(Order, order_id)
+    # Locked: a start and a cancel at the same moment happen one after the other, not both.
+    order = db_session().get(Order, order_id, with_for_update={"of": Order}, populate_existing=True)
     if order is None:
         abort(404)
     return order

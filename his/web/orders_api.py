@@ -133,7 +133,7 @@ def place(encounter_id: int):
 
 def _change(order_id: int, action):
     sess = db_session()
-    order = sess.get(Order, order_id)
+    order = sess.get(Order, order_id, with_for_update={"of": Order}, populate_existing=True)  # one change at a time
     if order is None:
         abort(404)
     try:

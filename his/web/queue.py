@@ -7,6 +7,7 @@ from flask import Blueprint, abort, flash, jsonify, redirect, render_template, r
 from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
 
+from core import audit
 from core.web import NavEntry, add_nav, current_actor, db_session
 from core.web.security import public, require
 from his import tickets
@@ -32,11 +33,14 @@ def points():
 def desk(code: str):
     point = point_or_404(code)
     view = tickets.board(db_session(), point, today(), show=30)
+    shown = [t.patient_id for t in view.called + view.waiting if t.patient_id]
+    audit.record(db_session(), current_actor(), "queue.view", point, {"patients": shown})
     return render_template("his/queue_desk.html", point=point, view=view)
 
 
 def _ticket_of(point_code: str, ticket_id: int) -> Ticket:
-    ticket = db_session().get(Ticket, ticket_id)
+    # Locked: two desks acting on one ticket at once are served one after the other.
+    ticket = db_session().get(Ticket, ticket_id, with_for_update=True, populate_existing=True)
     if ticket is None or ticket.service_point.code != point_code:
         abort(404)
     return ticket
@@ -109,6 +113,7 @@ def ticket_print(ticket_id: int):
     payload = f"VNHIS-TICKET|{ticket.service_point.code}|{ticket.day:%Y%m%d}|{ticket.number}|{ticket.id}"
     qr_svg = Markup(segno.make(payload, error="m").svg_inline(scale=3, border=1))  # noqa: S704 (segno's own SVG)
     waiting_before = tickets.board(db_session(), ticket.service_point, ticket.day).waiting_count
+    audit.record(db_session(), current_actor(), "ticket.print", ticket, {"patient_id": ticket.patient_id})
     return render_template("his/ticket_print.html", ticket=ticket, qr_svg=qr_svg, waiting_before=waiting_before)
 
 

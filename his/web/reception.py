@@ -9,6 +9,7 @@ from flask_babel import lazy_gettext as _l
 from marshmallow import ValidationError
 from sqlalchemy import select
 
+from core import audit
 from core.web import NavEntry, add_nav, current_actor, db_session
 from core.web.security import require
 from his import geo, patients, reception
@@ -38,6 +39,9 @@ def _page(status: int = 200, **context):
     ticket = None
     if request.args.get("ticket", type=int):
         ticket = db_session().get(Ticket, request.args.get("ticket", type=int))
+        if ticket is not None and ticket.patient_id:
+            audit.record(db_session(), current_actor(), "patient.read", ("patients", ticket.patient_id),
+                         {"via": "reception ticket"})
     context.setdefault("selected_point", request.values.get("service_point_id", type=int))
     return render_template("his/reception.html", q=q, results=results, more=more, ticket=ticket,
                            points=active_points(("exam_room", "lab_collection", "imaging", "cashier", "pharmacy")),
