@@ -225,10 +225,22 @@ def _add_card(session: Session, actor: Actor, patient: Patient, card: identity.B
 
 
 def add_card(session: Session, actor: Actor, patient: Patient, data: dict, *, today: date) -> list:
+    """Record the card the patient shows: a new number replaces the current card (kept in the history);
+    the current number again updates its dates. Returns the warnings (expiry, unusual benefit level)."""
+    if patient.merged_into_id is not None:
+        raise PatientError("merged_patient", "bhyt_number", _l("This record was merged into another patient."))
     card = identity.parse_bhyt_number(data["bhyt_number"])
     other = live_by_card(session, card.number)
     if other is not None and other.id != patient.id:
         _check_hard_duplicates(session, None, card.number)
+    current = current_card(session, patient)
+    if current is not None and current.number == card.number:
+        current.valid_from = data.get("bhyt_valid_from") or current.valid_from
+        current.valid_to = data.get("bhyt_valid_to") or current.valid_to
+        current.registered_facility = data.get("bhyt_registered_facility") or current.registered_facility
+        session.flush()
+        audit.record(session, actor, "patient.card_update", patient, {"card": card.number, "card_id": current.id})
+        return list(card.warnings) + identity.card_validity_warnings(current.valid_from, current.valid_to, today)
     return _add_card(session, actor, patient, card, data, today)
 
 

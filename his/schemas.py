@@ -102,6 +102,24 @@ class PatientSchema(Schema):
             raise ValidationError([_l("The card's end date is before its start date.")], "bhyt_valid_to")
 
 
+class CardSchema(Schema):
+    bhyt_number = fields.String(required=True, error_messages=REQUIRED)
+    bhyt_valid_from = VnDate(load_default=None)
+    bhyt_valid_to = VnDate(load_default=None)
+    bhyt_registered_facility = fields.String(load_default=None, validate=validate.Regexp(
+        r"^\d{5}$", error=_l("The registered facility code has 5 digits.")))
+
+    @pre_load
+    def _clean(self, data, **_kwargs):
+        return _blank_to_none(dict(data), ("bhyt_valid_from", "bhyt_valid_to", "bhyt_registered_facility"))
+
+    @validates_schema
+    def _dates(self, data, **_kwargs):
+        start, end = data.get("bhyt_valid_from"), data.get("bhyt_valid_to")
+        if start and end and end < start:
+            raise ValidationError([_l("The card's end date is before its start date.")], "bhyt_valid_to")
+
+
 class PatientOutSchema(Schema):
     id = fields.Integer()
     code = fields.String()

@@ -10,8 +10,10 @@ from core.web.api import api_blueprint, register_operation
 from core.web.security import require
 from his import patients, reception, tickets
 from his.identity import IdentityError
+from his.models.patients import Patient
 from his.patients import PatientError
 from his.schemas import (
+    CardSchema,
     PatientOutSchema,
     PatientSchema,
     ReceptionOutSchema,
@@ -43,6 +45,9 @@ register_operation("/patients", "post", "Register a patient (hard and soft dupli
                    response=PatientOutSchema, permission="his.patient.write")
 register_operation("/patients/{patient_id}", "get", "One patient (the read is audited)", tag="patients",
                    response=PatientOutSchema, permission="his.patient.read",
+                   parameters=[{"in": "path", "name": "patient_id", "required": True, "schema": {"type": "integer"}}])
+register_operation("/patients/{patient_id}/cards", "post", "Record the BHYT card a patient shows (history kept)",
+                   tag="patients", permission="his.patient.write",
                    parameters=[{"in": "path", "name": "patient_id", "required": True, "schema": {"type": "integer"}}])
 register_operation("/reception/scan", "post", "CCCD QR at the desk: find or register, open the visit, give a ticket",
                    tag="reception", response=ReceptionOutSchema, permission="his.patient.write")
@@ -90,6 +95,27 @@ def patient_get(patient_id: int):
     if record is None:
         abort(404)
     return jsonify(PatientOutSchema().dump(record))
+
+
+@bp.post("/patients/<int:patient_id>/cards")
+@require("his.patient.write")
+def card_add(patient_id: int):
+    record = db_session().get(Patient, patient_id)
+    if record is None:
+        abort(404)
+    try:
+        data = CardSchema().load(request.get_json(silent=True) or {})
+        warnings = patients.add_card(db_session(), current_actor(), record, data, today=today())
+    except ValidationError as exc:
+        return _error(422, "invalid", next(iter(error_messages(exc).values())), error_messages(exc))
+    except (IdentityError, PatientError) as exc:
+        db_session().rollback()
+        return _error(409 if exc.code == "duplicate_bhyt" else 422, exc.code, exc.message,
+                      {exc.field or "bhyt_number": exc.message})
+    db_session().commit()
+    card = patients.current_card(db_session(), record)
+    return jsonify(number=card.number, valid_from=card.valid_from and card.valid_from.isoformat(),
+                   valid_to=card.valid_to and card.valid_to.isoformat(), warnings=[str(w) for w in warnings]), 201
 
 
 @bp.post("/reception/scan")

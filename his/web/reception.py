@@ -19,7 +19,7 @@ from his.models.org import ServicePoint
 from his.models.patients import BhytCard, Patient, PatientMerge
 from his.models.tickets import Ticket
 from his.patients import PatientError
-from his.schemas import PatientSchema, error_messages
+from his.schemas import CardSchema, PatientSchema, error_messages
 from his.tickets import TicketError
 from his.web._helpers import active_points, day_start, flag, today
 
@@ -150,6 +150,10 @@ def patient(patient_id: int):
     record = patients.get(db_session(), current_actor(), patient_id)
     if record is None:
         abort(404)
+    return _patient_page(record)
+
+
+def _patient_page(record: Patient, status: int = 200, card_errors: dict | None = None, card_form: dict | None = None):
     sess = db_session()
     cards = sess.scalars(select(BhytCard).where(BhytCard.patient_id == record.id).order_by(BhytCard.id.desc())).all()
     visits = sess.scalars(select(Encounter).where(Encounter.patient_id == record.id)
@@ -162,9 +166,38 @@ def patient(patient_id: int):
     province = geo.province(record.province_code, record.address_scheme or "post2025") if record.province_code else None
     address = ", ".join(part for part in (record.street, ward.name if ward else None,
                                           province.name if province else None) if part)
+    possible = patients.similar_patients(sess, record.full_name, record.birth_year, record.sex, exclude_id=record.id)
     return render_template("his/patient.html", patient=record, cards=cards, visits=visits, merges=merges,
-                           survivor=survivor, address=address, possible=patients.similar_patients(
-                               sess, record.full_name, record.birth_year, record.sex, exclude_id=record.id))
+                           survivor=survivor, address=address, possible=possible, card_errors=card_errors or {},
+                           card_form=card_form or {}), status
+
+
+@bp.post("/patients/<int:patient_id>/cards")
+@require("his.patient.write")
+def card_add(patient_id: int):
+    """The card the patient shows at the desk: a new number replaces the current one (history kept)."""
+    sess = db_session()
+    record = sess.get(Patient, patient_id)
+    if record is None:
+        abort(404)
+    try:
+        data = CardSchema().load({k: v for k, v in request.form.items() if k in CardSchema().fields})
+        warnings = patients.add_card(sess, current_actor(), record, data, today=today())
+    except ValidationError as exc:
+        errors = error_messages(exc)
+    except (IdentityError, PatientError) as exc:
+        sess.rollback()
+        errors = {exc.field or "bhyt_number": str(exc)}
+    else:
+        sess.commit()
+        for warning in warnings:
+            flash(str(warning), "warning")
+        flash(_("Saved."), "success")
+        return redirect(url_for(".patient", patient_id=patient_id))
+    audit.record(sess, current_actor(), "patient.read", record)
+    response = _patient_page(record, 422, errors, request.form)
+    sess.commit()  # keeps the audit of the page shown with the error; nothing else is pending
+    return response
 
 
 @bp.post("/patients/<int:patient_id>/merge")

@@ -145,3 +145,26 @@ def test_register_with_an_address_on_the_administrative_units(client, make_user,
     assert (patient.address_scheme, patient.province_code, patient.ward_code) == ("post2025", hanoi.code, ward.code)
     wards = client.get(f"/api/v1/geo/provinces/{hanoi.code}/wards").json
     assert any(w["code"] == ward.code for w in wards)
+
+
+def test_record_a_card_for_a_patient_registered_by_qr(client, make_user, clinic, db_session):
+    make_user("tiepdon.card", "receptionist")
+    login(client, "tiepdon.card")
+    _scan(client, clinic["point"])
+    patient = db_session.scalar(select(Patient))
+    token = csrf_token(client, f"/patients/{patient.id}")
+    bad = client.post(f"/patients/{patient.id}/cards", data={"bhyt_number": "ZZ4010120878811", "csrf_token": token})
+    assert bad.status_code == 422 and "«ZZ»" in bad.get_data(as_text=True)
+    good = client.post(f"/patients/{patient.id}/cards", data={"bhyt_number": "DN4010120878811",
+                                                             "bhyt_valid_to": "31/12/2027", "csrf_token": token})
+    assert good.status_code == 302
+    from his import patients
+
+    assert patients.current_card(db_session, patient).number == "DN4010120878811"
+    again = client.post(f"/patients/{patient.id}/cards", data={"bhyt_number": "DN4010120878811",
+                                                              "bhyt_valid_to": "31/12/2028", "csrf_token": token})
+    assert again.status_code == 302
+    from his.models.patients import BhytCard
+
+    cards = db_session.scalars(select(BhytCard).where(BhytCard.patient_id == patient.id)).all()
+    assert len(cards) == 1 and cards[0].valid_to.year == 2028  # the same card: its dates updated
