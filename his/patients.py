@@ -125,6 +125,8 @@ def register(session: Session, actor: Actor, data: dict, *, today: date, confirm
     card = identity.parse_bhyt_number(data["bhyt_number"]) if data.get("bhyt_number") else None
     _check_hard_duplicates(session, national_id, card.number if card else None)
     birth_date, birth_year = data.get("birth_date"), data.get("birth_year") or data["birth_date"].year
+    if (birth_date or date(birth_year, 1, 1)) > today:
+        raise PatientError("birth_in_future", "birth_date", _l("The date of birth is in the future."))
     warnings = []
     if national_id:
         warnings += identity.cccd_disagreements(national_id, birth_date or birth_year, data.get("sex"))

@@ -85,9 +85,7 @@ class PatientSchema(Schema):
     def _birth(self, data, **_kwargs):
         if data.get("birth_date") is None and data.get("birth_year") is None:
             raise ValidationError([_l("Give the date of birth, or at least the year.")], "birth_date")
-        born = data.get("birth_date")
-        if born is not None and born > date.today():
-            raise ValidationError([_l("The date of birth is in the future.")], "birth_date")
+        born = data.get("birth_date")  # "not in the future" is checked against the hospital's local day in register
         if born is not None and data.get("birth_year") not in (None, born.year):
             raise ValidationError([_l("The year does not match the date of birth.")], "birth_year")
         if data.get("province_code") or data.get("ward_code"):

@@ -168,3 +168,35 @@ def test_record_a_card_for_a_patient_registered_by_qr(client, make_user, clinic,
 
     cards = db_session.scalars(select(BhytCard).where(BhytCard.patient_id == patient.id)).all()
     assert len(cards) == 1 and cards[0].valid_to.year == 2028  # the same card: its dates updated
+
+
+def test_api_encounter_queue_and_merge_endpoints(client, make_user, clinic, db_session):
+    from core import auth
+    from core.audit import Actor
+    from his import demo_catalog
+
+    demo_catalog.seed(db_session, Actor.system("test"))
+    doctor = make_user("bacsi-api", "doctor")
+    token, _ = auth.create_token(db_session, Actor.system("test"), doctor, "ứng dụng")
+    db_session.commit()
+    h = {"Authorization": f"Bearer {token}"}
+    scanned = client.post("/api/v1/reception/scan", json={"qr": QR, "service_point": clinic["point"].code},
+                          headers=h).json
+    work = client.get(f"/api/v1/worklist?room={clinic['room'].code}", headers=h).json["items"]
+    assert [e["patient_id"] for e in work] == [scanned["patient"]["id"]]
+    enc_id = work[0]["id"]
+    bad = client.post(f"/api/v1/encounters/{enc_id}/diagnoses", json={"icd10": "Q99.99"}, headers=h)
+    assert bad.status_code == 422 and bad.json["error"]["code"] == "icd10_unknown"
+    ok = client.post(f"/api/v1/encounters/{enc_id}/diagnoses", json={"icd10": "I10", "position": "principal"},
+                     headers=h)
+    assert ok.status_code == 201 and ok.json["diagnoses"][0]["icd10_code"] == "I10"
+    moved = client.post(f"/api/v1/encounters/{enc_id}/status", json={"status": "in_progress"}, headers=h)
+    assert moved.status_code == 200 and moved.json["status"] == "in_progress"
+    wrong = client.post(f"/api/v1/encounters/{enc_id}/status", json={"status": "discharged"}, headers=h)
+    assert wrong.status_code == 409 and wrong.json["error"]["code"] == "bad_transition"
+    point = clinic["point"].code
+    called = client.post(f"/api/v1/queue/{point}/call-next", headers=h).json["ticket"]
+    done = client.post(f"/api/v1/queue/{point}/tickets/{called['id']}/done", headers=h)
+    assert done.status_code == 200 and done.json["status"] == "done"
+    again = client.post(f"/api/v1/queue/{point}/tickets/{called['id']}/skip", headers=h)
+    assert again.status_code == 409 and again.json["error"]["code"] == "not_called"
