@@ -7,10 +7,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from core.db import Base, utcnow
-
-# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a bigint.
-BigId = BigInteger().with_variant(Integer(), "sqlite")
+from core.db import Base, BigId, utcnow
 
 
 class Role(Base):

@@ -123,14 +123,15 @@ def _waiting(session: Session, point: ServicePoint, day: date, *, priority: bool
 def _priority_turn(session: Session, point: ServicePoint, day: date) -> bool:
     """Whether a waiting priority ticket goes before the next normal one: yes if no priority ticket
     was called yet today, or if enough normal ones were called since the last (emergencies aside)."""
-    last_priority = session.scalar(select(func.max(Ticket.called_at)).where(
-        Ticket.service_point_id == point.id, Ticket.day == day, Ticket.priority_group.is_not(None),
-        Ticket.priority_group != "emergency"))
+    # First calls only (the "call" events): a recall neither resets nor advances the count.
+    calls = (select(TicketEvent.id, Ticket.priority_group).join(Ticket, Ticket.id == TicketEvent.ticket_id)
+             .where(Ticket.service_point_id == point.id, Ticket.day == day, TicketEvent.action == "call").subquery())
+    last_priority = session.scalar(select(func.max(calls.c.id)).where(calls.c.priority_group.is_not(None),
+                                                                     calls.c.priority_group != "emergency"))
     if last_priority is None:
         return True
-    normal_since = session.scalar(select(func.count()).select_from(Ticket).where(
-        Ticket.service_point_id == point.id, Ticket.day == day, Ticket.priority_group.is_(None),
-        Ticket.called_at > last_priority))
+    normal_since = session.scalar(select(func.count()).where(calls.c.priority_group.is_(None),
+                                                            calls.c.id > last_priority))
     return normal_since >= point.normal_per_priority
 
 

@@ -16,12 +16,10 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from sqlalchemy import (
-    BigInteger,
     Boolean,
     CheckConstraint,
     Date,
     ForeignKey,
-    Integer,
     Numeric,
     String,
     Text,
@@ -29,9 +27,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.db import Base, utcnow
+from core.db import Base, BigId, utcnow
 
-BigId = BigInteger().with_variant(Integer(), "sqlite")
 # DON_GIA is rounded to 3 decimal places (QĐ 130); 15 digits hold any VND price.
 Money = Numeric(15, 3)
 PAYERS = ("bhyt", "fee", "on_demand")

@@ -28,10 +28,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from core.db import Base, utcnow
+from core.db import Base, BigId, utcnow
 from his.models.catalog import Drug
 
-BigId = BigInteger().with_variant(Integer(), "sqlite")
 # Quantities in the drug's unit; fractions exist (half an ampoule, litres of oxygen).
 Quantity = Numeric(15, 3)
 Cost = Numeric(15, 3)

@@ -135,3 +135,13 @@ def test_concurrent_tickets_are_distinct_and_dense(committed_db_url):
         assert len(session.scalars(select(Ticket.id)).all()) == 400
     close_all_sessions()
     engine.dispose()
+
+
+def test_a_recall_does_not_reset_the_interleaving(db_session, clinic):
+    point = clinic["point"]
+    made = {n: _issue(db_session, point, g) for n, g in [(1, None), (2, None), (3, None), (4, "elderly"),
+                                                         (5, "elderly")]}
+    order = [tickets.call_next(db_session, DESK, point, day=TODAY).number for _ in range(2)]
+    tickets.recall(db_session, DESK, made[4])  # the elderly patient did not hear the first call
+    order += [tickets.call_next(db_session, DESK, point, day=TODAY).number for _ in range(3)]
+    assert order == [4, 1, 2, 5, 3]
