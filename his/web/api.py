@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import abort, jsonify, request
 from marshmallow import Schema, ValidationError, fields
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from core import audit
 from core.web import current_actor, db_session
@@ -225,6 +226,7 @@ def worklist():
     if room is None:
         abort(404)
     rows = sess.scalars(select(Encounter).outerjoin(Ticket, Ticket.encounter_id == Encounter.id)
+                        .options(selectinload(Encounter.room), selectinload(Encounter.diagnoses))
                         .where(Encounter.room_id == room.id, Encounter.started_at >= day_start(today()),
                                Encounter.status != "cancelled")
                         .order_by(Ticket.number.nulls_last(), Encounter.id)).all()

@@ -6,6 +6,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from core import audit
 from core.audit import Actor
@@ -42,6 +43,7 @@ def worklist():
     if room is not None:
         rows = sess.execute(
             select(Encounter, Ticket).outerjoin(Ticket, Ticket.encounter_id == Encounter.id)
+            .options(selectinload(Encounter.patient))  # one query for the list's patients, not one each
             .where(Encounter.room_id == room.id, Encounter.started_at >= day_start(today()),
                    Encounter.status != "cancelled")
             .order_by(Ticket.number.nulls_last(), Encounter.id)).all()

@@ -72,6 +72,8 @@ def test_queue_desk_calls_next(client, make_user, clinic):
     client.post(f"/queue/{code}/next", data={"csrf_token": token})
     state = client.get(f"/board/{code}/state").json
     assert state["called"] == ["0001"] and state["waiting_count"] == 0
+    worklist = client.get(f"/worklist?room={clinic['room'].code}").get_data(as_text=True)
+    assert "Nguyễn Văn An" in worklist and "0001" in worklist
 
 
 def test_patient_page_read_is_audited_and_search_works(client, make_user, clinic, db_session):
