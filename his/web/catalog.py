@@ -11,25 +11,22 @@ from flask import Blueprint, jsonify, render_template, request
 from flask_babel import lazy_gettext as _l
 from marshmallow import Schema, fields
 
-from core.web import NavEntry, add_nav, config, db_session
+from core.web import NavEntry, add_nav, db_session
 from core.web.api import api_blueprint, register_operation
 from core.web.security import require
 from his import catalog
+from his.web._helpers import today
 
 PERMISSION = "his.catalog.read"
 bp = Blueprint("catalog", __name__, template_folder="../templates")
 api = api_blueprint("catalog_api", __name__, "/api/v1/catalog")
 
 
-def _today() -> date:
-    return datetime.now(config().tz).date()
-
-
 def _on() -> date | None:
     """`on` as dd/mm/yyyy or yyyy-mm-dd; today when absent; None when unreadable."""
     raw = (request.args.get("on") or "").strip()
     if not raw:
-        return _today()
+        return today()
     for fmt in ("%d/%m/%Y", "%Y-%m-%d"):
         try:
             return datetime.strptime(raw, fmt).date()
@@ -64,7 +61,7 @@ TITLES = {"services": _l("Services"), "drugs": _l("Drugs"), "supplies": _l("Medi
 def _screen(kind: str):
     on = _on()
     bad_date = on is None
-    on = on or _today()
+    on = on or today()
     rows, total, page, per_page, prices = _find(kind, on)
     return render_template(f"his/catalog/{kind}.html", kind=kind, titles=TITLES, rows=rows, total=total, page=page,
                            per_page=per_page, prices=prices, on=on, bad_date=bad_date, args=request.args)

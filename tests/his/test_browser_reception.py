@@ -6,9 +6,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import close_all_sessions
 
 from core.db import make_engine, make_session_factory
-from his.models.org import Department, Room, ServicePoint
 from his.models.patients import Patient
 from tests.browser import log_in, server_env, serving, vnhis
+from tests.his.conftest import make_clinic
 
 pytestmark = pytest.mark.browser
 
@@ -20,14 +20,7 @@ QR = "079190001234|025123456|Trần Thị Mai|15081990|Nữ|12 Lê Lợi, Phư�
 def reception_server(committed_db_url, tmp_path):
     engine = make_engine(committed_db_url)
     with make_session_factory(engine)() as session:
-        dept = Department(code="KKB", name="Khoa Khám bệnh", bhyt_code="K01", is_clinical=True, active=True)
-        session.add(dept)
-        session.flush()
-        room = Room(department_id=dept.id, code="P101", name="Phòng khám Nội 1", kind="exam", active=True)
-        session.add(room)
-        session.flush()
-        session.add(ServicePoint(code="PK101", name="Phòng khám Nội 1", kind="exam_room", room_id=room.id,
-                                 normal_per_priority=2, active=True))
+        make_clinic(session)
         session.commit()
     env = server_env(tmp_path, VNHIS_ENV="development", VNHIS_DATABASE_URL=committed_db_url,
                      VNHIS_SECRET_KEY="r" * 48)

@@ -9,10 +9,10 @@ from sqlalchemy.orm import close_all_sessions
 from core.db import make_engine, make_session_factory
 from his import reception
 from his.models.encounters import Encounter
-from his.models.org import Department, Room, ServicePoint
+from his.models.org import ServicePoint
 from his.models.patients import Patient
 from his.models.tickets import Ticket
-from tests.his.conftest import DESK, TODAY
+from tests.his.conftest import DESK, TODAY, make_clinic
 
 QR = "001190123456||Nguyễn Thị Bích|02021990|Nữ|Hà Nội|15042021"
 
@@ -21,17 +21,8 @@ def test_the_same_card_scanned_at_once_gives_one_visit_and_one_ticket(committed_
     engine = make_engine(committed_db_url, pool_size=10)
     factory = make_session_factory(engine)
     with factory() as session:
-        dept = Department(code="KKB", name="Khám bệnh", is_clinical=True, active=True)
-        session.add(dept)
-        session.flush()
-        room = Room(department_id=dept.id, code="P1", name="P1", kind="exam", active=True)
-        session.add(room)
-        session.flush()
-        point = ServicePoint(code="PK1", name="PK1", kind="exam_room", room_id=room.id, normal_per_priority=2,
-                             active=True)
-        session.add(point)
+        point_id = make_clinic(session)["point"].id
         session.commit()
-        point_id = point.id
     barrier, numbers, errors = threading.Barrier(5), [], []
 
     def scan():

@@ -9,11 +9,11 @@ from sqlalchemy.orm import close_all_sessions
 
 from core.db import make_engine, make_session_factory
 from his import tickets
-from his.models.org import Department, Room, ServicePoint
+from his.models.org import ServicePoint
 from his.models.patients import Patient
 from his.models.tickets import Ticket
 from his.tickets import TicketError
-from tests.his.conftest import DESK, TODAY
+from tests.his.conftest import DESK, TODAY, make_clinic
 
 
 def _patient(session, born: date, name="Bệnh nhân"):
@@ -101,16 +101,8 @@ def test_concurrent_tickets_are_distinct_and_dense(committed_db_url):
     engine = make_engine(committed_db_url, pool_size=20)
     factory = make_session_factory(engine)
     with factory() as session:
-        dept = Department(code="KKB", name="Khám bệnh", is_clinical=True, active=True)
-        session.add(dept)
-        session.flush()
-        room = Room(department_id=dept.id, code="P1", name="P1", kind="exam", active=True)
-        session.add(room)
-        session.flush()
-        point = ServicePoint(code="TD", name="Tiếp đón", kind="reception", normal_per_priority=2, active=True)
-        session.add(point)
+        point_id = make_clinic(session)["point"].id
         session.commit()
-        point_id = point.id
     numbers, errors, lock = [], [], threading.Lock()
 
     def take(n):
