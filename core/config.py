@@ -46,7 +46,12 @@ class Config:
     session_idle_minutes: int = 30
     session_max_hours: int = 12
     proxy_hops: int = 0  # reverse proxies in front whose X-Forwarded-For/-Proto are trusted
-    extra: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # the VNHIS_* environment, for the modules' own settings
+
+    def setting(self, name: str, default: str | None = None) -> str | None:
+        """A module's own setting (e.g. VNHIS_BHYT_GATEWAY_URL); the module checks its value."""
+        value = self.extra.get(name)
+        return default if value in (None, "") else value
 
     @property
     def is_production(self) -> bool:
@@ -148,4 +153,5 @@ def load(environ=None) -> Config:
         session_idle_minutes=_int(environ, "VNHIS_SESSION_IDLE_MINUTES", 30, 1, 24 * 60),
         session_max_hours=_int(environ, "VNHIS_SESSION_MAX_HOURS", 12, 1, 72),
         proxy_hops=_int(environ, "VNHIS_PROXY_HOPS", 0, 0, 5),
+        extra={k: v for k, v in environ.items() if k.startswith("VNHIS_")},
     )

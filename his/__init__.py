@@ -20,6 +20,9 @@ def _submodules(package: str):
 
 
 def init_app(app) -> None:
+    from his.web import panels
+
+    app.jinja_env.globals["his_panels"] = panels.render_all
     for module in _submodules("his.web"):
         bp = getattr(module, "bp", None)
         if bp is not None:

@@ -1,6 +1,6 @@
-"""Fill empty entries of the Vietnamese catalogue from a Python file defining T = {msgid: msgstr}.
+"""Fill empty entries of a package's Vietnamese catalogue from a Python file defining T = {msgid: msgstr}.
 
-    .venv/bin/python scripts/i18n_fill.py FILE.py     (then run scripts/i18n.sh to compile)
+    .venv/bin/python scripts/i18n_fill.py PACKAGE FILE.py     (then run scripts/i18n.sh PACKAGE to compile)
 Existing translations are never overwritten; prints what is still missing.
 """
 
@@ -10,12 +10,13 @@ from pathlib import Path
 
 from babel.messages.pofile import read_po, write_po
 
-CATALOGUE = Path(__file__).resolve().parents[1] / "core/translations/vi/LC_MESSAGES/messages.po"
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def main(source: str) -> None:
+def main(package: str, source: str) -> None:
+    catalogue = ROOT / package / "translations/vi/LC_MESSAGES/messages.po"
     table = runpy.run_path(source)["T"]
-    with CATALOGUE.open("rb") as f:
+    with catalogue.open("rb") as f:
         catalog = read_po(f)
     filled, missing = 0, []
     for message in catalog:
@@ -28,7 +29,7 @@ def main(source: str) -> None:
             filled += 1
         elif empty:
             missing.append(key)
-    with CATALOGUE.open("wb") as f:
+    with catalogue.open("wb") as f:
         write_po(f, catalog, width=120)
     print(f"filled {filled}; still missing {len(missing)}")
     for key in missing:
@@ -36,4 +37,4 @@ def main(source: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2])

@@ -97,3 +97,17 @@ ensure_redis() {
 ensure_chromium() {
     [ -x /usr/bin/chromium ] || apt_install chromium fonts-dejavu-core
 }
+
+# ensure_tools: the real peers the protocol tests talk to and the native libraries PDF output needs.
+#   dcmtk (storescu, findscu, movescu, getscu, storescp), xmlsec1 (claim signatures), openssl (CMS
+#   signatures), pango (weasyprint), DejaVu fonts (Vietnamese glyphs in PDFs).
+ensure_tools() {
+    local missing=() cmd pkg
+    for pair in storescu:dcmtk xmlsec1:xmlsec1 openssl:openssl; do
+        cmd="${pair%%:*}"; pkg="${pair#*:}"
+        command -v "$cmd" >/dev/null || missing+=("$pkg")
+    done
+    ldconfig -p 2>/dev/null | grep -q libpangoft2-1.0 || missing+=(libpangoft2-1.0-0)
+    [ -d /usr/share/fonts/truetype/dejavu ] || missing+=(fonts-dejavu-core)
+    [ "${#missing[@]}" = 0 ] || apt_install "${missing[@]}"
+}

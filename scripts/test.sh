@@ -7,6 +7,7 @@ ensure_venv test
 ensure_postgres
 ensure_redis
 ensure_chromium
+ensure_tools
 cd "$VNHIS_ROOT"
 export VNHIS_TEST_REDIS_URL="${VNHIS_TEST_REDIS_URL:-redis://127.0.0.1:6379/15}"
 exec "$VENV/bin/python" -m pytest "$@"

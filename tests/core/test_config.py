@@ -47,3 +47,11 @@ def test_bad_values_are_one_clear_line(environ, message):
         load(environ)
     assert message in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_modules_read_their_own_settings(tmp_path):
+    cfg = load({"VNHIS_ENV": "development", "VNHIS_VAR_DIR": str(tmp_path), "VNHIS_EXAMPLE_URL": "http://x",
+                "VNHIS_EMPTY": "", "OTHER": "1"})
+    assert cfg.setting("VNHIS_EXAMPLE_URL") == "http://x"
+    assert cfg.setting("VNHIS_EMPTY", "default") == "default"
+    assert cfg.setting("OTHER") is None
