@@ -30,6 +30,10 @@ def init_app(app) -> None:
 
 
 def register_cli(group) -> None:
+    from his.gateway.cli import gateway_sim
+
+    group.add_command(gateway_sim)  # `vnhis gateway-sim`: the BHYT portal stand-in
+
     @group.group("his")
     def his_group() -> None:
         """Hospital backbone: catalogues, organisation, administrative units."""
@@ -37,3 +41,4 @@ def register_cli(group) -> None:
     for info in pkgutil.iter_modules(__path__):
         if info.name.endswith("_cli"):
             importlib.import_module(f"his.{info.name}").register(his_group)
+

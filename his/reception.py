@@ -1,7 +1,9 @@
-"""The reception desk's step: a patient arrives (scanned or found), gets a visit and a queue number.
+"""The reception desk's step: a patient arrives (scanned or found), gets a visit and a queue number,
+and their BHYT card is checked on the insurer's portal.
 
 Doing it twice for the same patient and service point on the same day gives back the same visit
-and ticket: a second scan is recognised, not doubled.
+and ticket: a second scan is recognised, not doubled. The card is looked up after the visit and
+the ticket exist, so a slow or absent portal never holds a patient up (his.gateway.cards).
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ from sqlalchemy.orm import Session
 
 from core.audit import Actor
 from his import encounters, patients, tickets
+from his.gateway import cards
+from his.gateway.client import GatewayClient
 from his.models.encounters import Encounter
+from his.models.gateway import CardCheck
 from his.models.org import ServicePoint
 from his.models.patients import Patient
 from his.models.tickets import Ticket
@@ -28,6 +33,7 @@ class Arrival:
     patient_created: bool = False
     already_queued: bool = False
     warnings: list = field(default_factory=list)
+    card_check: CardCheck | None = None
 
 
 def check_in(session: Session, actor: Actor, patient: Patient, point: ServicePoint, *, day: date,
@@ -77,3 +83,15 @@ def scan(session: Session, actor: Actor, raw_qr: str, point: ServicePoint, *, da
     arrival.patient_created = registration.created
     arrival.warnings = registration.warnings
     return arrival
+
+
+def check_card(session: Session, actor: Actor, arrival: Arrival, client: GatewayClient | None, *, day: date,
+               number: str | None = None, full_name: str | None = None, birth: date | int | None = None,
+               emergency: bool = False) -> CardCheck:
+    """Look the arriving patient's card up (by the number typed, else the personal ID or the card on
+    record) and keep the answer with the visit. An emergency is looked up in the background."""
+    emergency = emergency or bool(arrival.encounter and arrival.encounter.is_emergency)
+    check = cards.request_check(session, actor, arrival.patient, visit_date=day, encounter=arrival.encounter,
+                                number=number, full_name=full_name, birth=birth, emergency=emergency)
+    arrival.card_check = cards.check_now(session, actor, check, client)
+    return check

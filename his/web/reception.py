@@ -13,8 +13,11 @@ from core import audit
 from core.web import NavEntry, add_nav, current_actor, db_session
 from core.web.security import require
 from his import geo, patients, reception
+from his.gateway import cards
+from his.gateway.cards import CardCheckError
 from his.identity import IdentityError
 from his.models.encounters import Encounter
+from his.models.gateway import CardCheck
 from his.models.org import ServicePoint
 from his.models.patients import BhytCard, Patient, PatientMerge
 from his.models.tickets import Ticket
@@ -22,6 +25,7 @@ from his.patients import PatientError
 from his.schemas import CardSchema, PatientSchema, error_messages
 from his.tickets import TicketError
 from his.web._helpers import active_points, day_start, flag, today
+from his.web.gateway import desk_client
 
 bp = Blueprint("his_reception", __name__, template_folder="../templates")
 
@@ -33,19 +37,34 @@ def _point_from_form() -> ServicePoint | None:
     return point if point is not None and point.active else None
 
 
-def _page(status: int = 200, **context):
+def _page(status: int = 200, ticket_id: int | None = None, **context):
     q = request.args.get("q", "").strip()
     results, more = patients.search(db_session(), current_actor(), q) if q else ([], False)
     ticket = None
-    if request.args.get("ticket", type=int):
-        ticket = db_session().get(Ticket, request.args.get("ticket", type=int))
+    ticket_id = ticket_id or request.args.get("ticket", type=int)
+    if ticket_id:
+        ticket = db_session().get(Ticket, ticket_id)
         if ticket is not None and ticket.patient_id:
             audit.record(db_session(), current_actor(), "patient.read", ("patients", ticket.patient_id),
                          {"via": "reception ticket"})
     context.setdefault("selected_point", request.values.get("service_point_id", type=int))
     return render_template("his/reception.html", q=q, results=results, more=more, ticket=ticket,
+                           card_check=_card_check_shown(ticket),
                            points=active_points(("exam_room", "lab_collection", "imaging", "cashier", "pharmacy")),
                            **context), status
+
+
+def _card_check_shown(ticket: Ticket | None) -> CardCheck | None:
+    """The check asked for in the address (just made), else the current check of the ticket's visit."""
+    sess = db_session()
+    check = sess.get(CardCheck, request.args.get("check", type=int) or 0)
+    visit = sess.get(Encounter, ticket.encounter_id) if ticket is not None and ticket.encounter_id else None
+    if check is None and visit is not None:
+        check = cards.current_check(sess, visit)
+    if check is None or ticket is None or check.patient_id != ticket.patient_id:
+        return None
+    audit.record(sess, current_actor(), "bhyt.card_check.read", check, {"patient_id": check.patient_id})
+    return check
 
 
 @bp.get("/reception")
@@ -64,11 +83,39 @@ def _checked_in(arrival):
     elif arrival.patient_created:
         flash(_("New patient %(name)s registered (code %(code)s).", name=arrival.patient.full_name,
                 code=arrival.patient.code), "success")
-    return redirect(url_for(".desk", ticket=arrival.ticket.id, service_point_id=arrival.ticket.service_point_id))
+    check = arrival.card_check.id if arrival.card_check is not None else None
+    return redirect(url_for(".desk", ticket=arrival.ticket.id, service_point_id=arrival.ticket.service_point_id,
+                            check=check))
 
 
 def _flags() -> dict:
     return {name: flag(request.form, name) for name in PRIORITY_FLAGS}
+
+
+def _card_wanted() -> bool:
+    """The desk asked for the card to be checked on the portal (and this installation is connected)."""
+    typed = bool(request.form.get("bhyt_number", "").strip())
+    return desk_client() is not None and (flag(request.form, "bhyt") or typed)
+
+
+def _check_arrival_card(arrival, day) -> None:
+    """After the visit and the ticket exist: look the card up. A malformed number of an emergency
+    patient does not stop the visit (checked before arrival for everybody else)."""
+    try:
+        reception.check_card(db_session(), current_actor(), arrival, desk_client(), day=day,
+                             number=request.form.get("bhyt_number"), emergency=flag(request.form, "emergency"))
+    except (IdentityError, CardCheckError) as exc:
+        _bad_card_input(exc, commit=False)
+        flash(_("The BHYT card was not looked up: %(reason)s", reason=str(exc)), "warning")
+
+
+def _bad_card_input(exc, commit: bool = True) -> None:
+    """A card lookup refused at the desk is recorded (what was wrong, not a saved visit)."""
+    sess = db_session()
+    audit.record(sess, current_actor(), "bhyt.card_check.bad_input", None,
+                 {"code": exc.code, "field": exc.field, "path": request.path})
+    if commit:
+        sess.commit()  # only this audit event is pending: the handler refuses before saving anything
 
 
 @bp.post("/reception/scan")
@@ -78,12 +125,22 @@ def scan():
     if point is None:
         return _page(422, error=_("Choose where the patient goes."), qr=request.form.get("qr", ""))
     day = today()
+    card = _card_wanted()
+    if card and not flag(request.form, "emergency"):
+        try:
+            cards.parse_number(request.form.get("bhyt_number"))  # a typo is fixed before anything is saved
+        except IdentityError as exc:
+            _bad_card_input(exc)
+            return _page(422, error=str(exc), qr=request.form.get("qr", ""),
+                         bhyt_number=request.form.get("bhyt_number"))
     try:
         arrival = reception.scan(db_session(), current_actor(), request.form.get("qr", ""), point, day=day,
                                  day_start=day_start(day), **_flags())
     except (IdentityError, PatientError, TicketError) as exc:
         db_session().rollback()
-        return _page(422, error=str(exc), qr=request.form.get("qr", ""))
+        return _page(422, error=str(exc), qr=request.form.get("qr", ""), bhyt_number=request.form.get("bhyt_number"))
+    if card:
+        _check_arrival_card(arrival, day)
     return _checked_in(arrival)
 
 
@@ -103,7 +160,33 @@ def check_in(patient_id: int):
     except (PatientError, TicketError) as exc:
         db_session().rollback()
         return _page(422, error=str(exc))
+    if _card_wanted():
+        _check_arrival_card(arrival, day)
     return _checked_in(arrival)
+
+
+@bp.post("/reception/card-check/<int:ticket_id>")
+@require("his.patient.write", "his.gateway.checks")
+def card_check(ticket_id: int):
+    """Look the card of the ticket's patient up again, e.g. after the spelling of the name was corrected."""
+    sess = db_session()
+    ticket = sess.get(Ticket, ticket_id)
+    if ticket is None or ticket.patient is None:
+        abort(404)
+    form = request.form
+    visit = sess.get(Encounter, ticket.encounter_id) if ticket.encounter_id else None
+    try:
+        birth = cards.parse_birth(form.get("birth", ""))
+        check = cards.request_check(sess, current_actor(), ticket.patient, visit_date=today(), encounter=visit,
+                                    number=form.get("bhyt_number"), full_name=form.get("full_name"), birth=birth,
+                                    emergency=bool(visit and visit.is_emergency))
+    except (IdentityError, CardCheckError) as exc:
+        sess.rollback()
+        _bad_card_input(exc)
+        return _page(422, ticket_id=ticket.id, card_error=str(exc), card_form=form)
+    cards.check_now(sess, current_actor(), check, desk_client())
+    sess.commit()
+    return redirect(url_for(".desk", ticket=ticket.id, service_point_id=ticket.service_point_id, check=check.id))
 
 
 @bp.route("/patients/new", methods=["GET", "POST"])
