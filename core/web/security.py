@@ -32,8 +32,17 @@ def _is_public(endpoint: str | None) -> bool:
     return bool(view and getattr(view, _PUBLIC, False))
 
 
+JSON_TYPES = ("application/json", "application/dicom+json")
+
+
+def add_api_prefix(app, prefix: str) -> None:
+    """Paths under `prefix` are machine APIs: refusals are 401/403 JSON, never a login redirect."""
+    app.extensions.setdefault("vnhis.api_prefixes", ["/api/"]).append(prefix)
+
+
 def wants_json() -> bool:
-    return request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json"
+    prefixes = tuple(current_app.extensions.get("vnhis.api_prefixes", ["/api/"]))
+    return request.path.startswith(prefixes) or request.accept_mimetypes.best in JSON_TYPES
 
 
 def _load_user() -> None:
