@@ -1,0 +1,312 @@
+"""Lab screens: worklist, reception by barcode scan, a specimen's results with technical and medical
+validation, labels and the printed report, the unmatched inbox, analyser profiles, and the panel
+on the encounter page with the released results and critical values to acknowledge."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import select
+
+from core import audit
+from core.web import NavEntry, add_nav, current_actor, current_user, db_session
+from core.web.security import require
+from his.models.encounters import Encounter
+from his.models.patients import Patient
+from his.web import panels
+from lis import analysers, inbox, printing, results, specimens, validation
+from lis.models import STAGES, Analyser, CriticalAlert, Message, Report, Specimen
+from lis.specimens import SpecimenError
+from lis.validation import ValidationError
+
+bp = Blueprint("lis", __name__, url_prefix="/lis", template_folder="templates")
+
+READ, COLLECT, ENTER = "lis.result.read", "lis.specimen.collect", "lis.result.enter"
+TECHNICAL, MEDICAL, ADMIN = "lis.result.validate_technical", "lis.result.validate_medical", "lis.admin"
+SPECIMEN_STATUS = {"ordered": _l("Ordered"), "collected": _l("Collected"), "received": _l("Received at the lab"),
+                   "rejected": _l("Rejected"), "resulted": _l("Results in"), "released": _l("Released")}
+STAGE_LABELS = {"preliminary": _l("Awaiting technical validation"),
+                "technically_validated": _l("Awaiting medical validation"),
+                "medically_validated": _l("Medically validated"), "released": _l("Released")}
+MESSAGE_STATUS = {"unmatched": _l("Unknown specimen"), "error": _l("Cannot be applied"),
+                  "rejected": _l("Rejected"), "applied": _l("Applied"), "resolved": _l("Resolved")}
+SPECIMEN_TYPES = {"WB": _l("Whole blood (EDTA)"), "SER": _l("Serum"), "UR": _l("Urine"), "PLAS": _l("Plasma")}
+WORKLIST_FILTERS = ("ordered", "collected", "received", "resulted", "released", "rejected")
+
+
+@bp.app_context_processor
+def _labels():
+    return {"lis_specimen_status": lambda s: SPECIMEN_STATUS.get(s, s),
+            "lis_stage": lambda s: STAGE_LABELS.get(s, s),
+            "lis_message_status": lambda s: MESSAGE_STATUS.get(s, s),
+            "lis_specimen_type": lambda s: SPECIMEN_TYPES.get(s, s)}
+
+
+def _specimen_or_404(specimen_id: int) -> Specimen:
+    specimen = db_session().get(Specimen, specimen_id)
+    if specimen is None:
+        abort(404)
+    return specimen
+
+
+def _read(specimen: Specimen, action: str = "lis.specimen.read") -> None:
+    audit.record(db_session(), current_actor(), action, specimen,
+                 {"barcode": specimen.barcode, "patient_id": specimen.patient_id})
+
+
+# --- worklist and reception -------------------------------------------------------------------
+
+@bp.get("/")
+@require(READ)
+def worklist():
+    sess = db_session()
+    status = request.args.get("status") or "received"
+    if status not in WORKLIST_FILTERS:
+        status = "received"
+    stmt = select(Specimen).where(Specimen.status == status).order_by(Specimen.created_at.desc()).limit(200)
+    rows = list(sess.scalars(stmt))
+    patients = {p.id: p for p in sess.scalars(select(Patient).where(Patient.id.in_({s.patient_id for s in rows})))}
+    audit.record(sess, current_actor(), "lis.worklist.read", None, {"status": status, "count": len(rows)})
+    return render_template("lis/worklist.html", specimens=rows, patients=patients, status=status,
+                           filters=WORKLIST_FILTERS)
+
+
+@bp.route("/reception", methods=["GET", "POST"])
+@require(COLLECT)
+def reception():
+    sess, received, error = db_session(), None, None
+    if request.method == "POST":
+        try:
+            received = specimens.receive(sess, current_actor(), request.form.get("barcode", ""))
+            sess.commit()
+        except SpecimenError as exc:
+            sess.rollback()
+            error = exc
+    patient = sess.get(Patient, received.patient_id) if received else None
+    return render_template("lis/reception.html", received=received, patient=patient, error=error), \
+        422 if error else 200
+
+
+@bp.post("/specimens/<int:specimen_id>/collect")
+@require(COLLECT)
+def collect(specimen_id: int):
+    return _specimen_action(specimen_id, lambda s: specimens.collect(db_session(), current_actor(), s),
+                            _l("Specimen collected."))
+
+
+@bp.post("/specimens/<int:specimen_id>/reject")
+@require(COLLECT)
+def reject(specimen_id: int):
+    return _specimen_action(specimen_id, lambda s: specimens.reject(db_session(), current_actor(), s,
+                                                                    request.form.get("reason")),
+                            _l("Specimen rejected."))
+
+
+def _specimen_action(specimen_id: int, action, done):
+    specimen = _specimen_or_404(specimen_id)
+    try:
+        action(specimen)
+    except (SpecimenError, ValidationError) as exc:
+        db_session().rollback()
+        flash(str(exc), "error")
+    else:
+        db_session().commit()
+        flash(str(done), "success")
+    return redirect(request.form.get("next") or url_for("lis.specimen", specimen_id=specimen_id))
+
+
+# --- results and validation -------------------------------------------------------------------
+
+@bp.get("/specimens/<int:specimen_id>")
+@require(READ)
+def specimen(specimen_id: int):
+    sess = db_session()
+    found = _specimen_or_404(specimen_id)
+    _read(found)
+    current = results.current_of(sess, found)
+    history = {r.test_id: results.history_of(sess, found, r.test_id)[1:] for r in current}
+    reports = list(sess.scalars(select(Report).where(Report.specimen_id == found.id).order_by(Report.id.desc())))
+    return render_template("lis/specimen.html", specimen=found, patient=sess.get(Patient, found.patient_id),
+                           results=current, history=history, reports=reports, stages=STAGES)
+
+
+@bp.post("/specimens/<int:specimen_id>/validate-technical")
+@require(TECHNICAL)
+def validate_technical(specimen_id: int):
+    return _specimen_action(specimen_id, lambda s: validation.validate_technical(db_session(), current_actor(), s),
+                            _l("Results technically validated."))
+
+
+@bp.post("/specimens/<int:specimen_id>/release")
+@require(MEDICAL)
+def release(specimen_id: int):
+    return _specimen_action(specimen_id, lambda s: validation.release(db_session(), current_actor(), s),
+                            _l("Results validated and released to the record."))
+
+
+@bp.get("/specimens/<int:specimen_id>/label")
+@require(COLLECT)
+def label(specimen_id: int):
+    found = _specimen_or_404(specimen_id)
+    html = _label_html(found)
+    if request.args.get("format") == "pdf":
+        return Response(printing.pdf(html, request.url_root), mimetype="application/pdf",
+                        headers={"Content-Disposition": f'inline; filename="nhan-{found.barcode}.pdf"'})
+    return html
+
+
+def _label_html(found: Specimen) -> str:
+    sess = db_session()
+    _read(found, "lis.specimen.label")
+    return render_template("lis/label.html", specimen=found, patient=sess.get(Patient, found.patient_id),
+                           barcode_svg=printing.code128_svg(found.barcode))
+
+
+@bp.get("/reports/<int:report_id>.pdf")
+@require(READ)
+def report_pdf(report_id: int):
+    sess = db_session()
+    report = sess.get(Report, report_id)
+    if report is None:
+        abort(404)
+    found = sess.get(Specimen, report.specimen_id)
+    _read(found, "lis.report.print")
+    html = render_template("lis/report.html", report=report, specimen=found,
+                           patient=sess.get(Patient, found.patient_id), encounter=sess.get(Encounter,
+                                                                                           found.encounter_id))
+    return Response(printing.pdf(html, request.url_root), mimetype="application/pdf",
+                    headers={"Content-Disposition": f'inline; filename="ket-qua-{found.barcode}.pdf"'})
+
+
+# --- critical values --------------------------------------------------------------------------
+
+@bp.get("/alerts")
+@require(READ)
+def alerts():
+    sess = db_session()
+    user = current_user()
+    mine = request.args.get("all") != "1"
+    rows = validation.open_alerts(sess, user_id=user.id if mine else None)
+    audit.record(sess, current_actor(), "lis.critical.list", None, {"count": len(rows), "mine": mine})
+    patients = {p.id: p for p in sess.scalars(select(Patient).where(Patient.id.in_({a.patient_id for a in rows})))}
+    return render_template("lis/alerts.html", alerts=rows, patients=patients, mine=mine)
+
+
+@bp.post("/alerts/<int:alert_id>/acknowledge")
+@require(READ)
+def acknowledge(alert_id: int):
+    sess = db_session()
+    alert = sess.get(CriticalAlert, alert_id)
+    if alert is None:
+        abort(404)
+    try:
+        validation.acknowledge(sess, current_actor(), alert, request.form.get("note"))
+    except ValidationError as exc:
+        sess.rollback()
+        flash(str(exc), "error")
+    else:
+        sess.commit()
+        flash(_("Critical value acknowledged."), "success")
+    return redirect(request.form.get("next") or url_for("lis.alerts"))
+
+
+# --- the unmatched inbox ----------------------------------------------------------------------
+
+@bp.get("/inbox")
+@require(ENTER)
+def inbox_list():
+    sess = db_session()
+    rows = inbox.unmatched(sess)
+    audit.record(sess, current_actor(), "lis.inbox.read", None, {"count": len(rows)})
+    return render_template("lis/inbox.html", messages=rows)
+
+
+@bp.get("/inbox/<int:message_id>")
+@require(ENTER)
+def message(message_id: int):
+    sess = db_session()
+    row = sess.get(Message, message_id)
+    if row is None:
+        abort(404)
+    audit.record(sess, current_actor(), "lis.message.read", row, {"sender": row.sender})
+    return render_template("lis/message.html", message=row, text=row.raw.decode("utf-8", "replace"))
+
+
+@bp.post("/inbox/<int:message_id>/reprocess")
+@require(ENTER)
+def reprocess(message_id: int):
+    sess = db_session()
+    row = sess.get(Message, message_id)
+    if row is None:
+        abort(404)
+    barcode = (request.form.get("barcode") or "").strip() or None
+    try:
+        outcome = inbox.reprocess(sess, current_actor(), row, barcode=barcode)
+    except inbox.InboxError as exc:
+        sess.rollback()
+        flash(str(exc.text), "error")
+        return redirect(url_for("lis.message", message_id=message_id))
+    sess.commit()
+    if outcome == "AA":
+        flash(_("The results of the message were applied."), "success")
+        return redirect(url_for("lis.inbox_list"))
+    flash(_("The message still cannot be applied: %(reason)s", reason=row.error_reason), "error")
+    return redirect(url_for("lis.message", message_id=message_id))
+
+
+# --- analyser profiles ------------------------------------------------------------------------
+
+@bp.get("/analysers")
+@require(ADMIN)
+def analyser_list():
+    rows = list(db_session().scalars(select(Analyser).order_by(Analyser.code)))
+    return render_template("lis/analysers.html", analysers=rows)
+
+
+@bp.route("/analysers/new", methods=["GET", "POST"], defaults={"analyser_id": None})
+@bp.route("/analysers/<int:analyser_id>", methods=["GET", "POST"])
+@require(ADMIN)
+def analyser_edit(analyser_id: int | None):
+    sess = db_session()
+    row = sess.get(Analyser, analyser_id) if analyser_id is not None else None
+    if analyser_id is not None and row is None:
+        abort(404)
+    errors, form = {}, None
+    if request.method == "POST":
+        form = request.form.to_dict()
+        try:
+            row = analysers.save(sess, current_actor(), row, form)
+        except analysers.ProfileError as exc:
+            sess.rollback()
+            errors = exc.errors
+        else:
+            sess.commit()
+            flash(_("Analyser profile saved."), "success")
+            return redirect(url_for("lis.analyser_edit", analyser_id=row.id))
+    values = form or analysers.form_values(row)
+    return render_template("lis/analyser.html", analyser=row, values=values, errors=errors,
+                           fields=analysers.SPECIMEN_FIELD_CHOICES), 422 if errors else 200
+
+
+# --- the encounter panel ----------------------------------------------------------------------
+
+def encounter_panel(encounter: Encounter) -> str:
+    sess = db_session()
+    released = validation.released_results(sess, encounter.id)
+    waiting = validation.open_alerts(sess, encounter_id=encounter.id)
+    tubes = specimens.of_encounter(sess, encounter.id)
+    audit.record(sess, current_actor(), "lis.result.list", encounter,
+                 {"patient_id": encounter.patient_id, "specimens": len(tubes)})
+    return render_template("lis/_encounter_panel.html", released=released, alerts=waiting, specimens=tubes,
+                           encounter=encounter)
+
+
+def init_app(app) -> None:
+    app.register_blueprint(bp)
+    add_nav(app, NavEntry("lis.worklist", _l("Laboratory"), READ, _l("Laboratory"), 300))
+    add_nav(app, NavEntry("lis.reception", _l("Specimen reception"), COLLECT, _l("Laboratory"), 301))
+    add_nav(app, NavEntry("lis.inbox_list", _l("Unmatched results"), ENTER, _l("Laboratory"), 302))
+    add_nav(app, NavEntry("lis.analyser_list", _l("Analysers"), ADMIN, _l("Laboratory"), 303))
+    add_nav(app, NavEntry("lis.alerts", _l("Critical values"), READ, _l("Laboratory"), 304))
+    panels.add(app, "encounter", "lis", encounter_panel, order=200, permission=READ)
