@@ -103,6 +103,18 @@ def committed_db_url(pg_template):
 
 
 @pytest.fixture
+def empty_database():
+    """A new PostgreSQL database with no tables at all, as an operator creates one to restore into."""
+    admin, name = _admin_engine(), f"vnhis_r_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield make_url(PG_URL).set(database=name).render_as_string(False)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
 def redis_client():
     client = redis.Redis.from_url(REDIS_URL)
     client.flushdb()

@@ -123,7 +123,3 @@ class BedStay(Base):
     bed: Mapped[Bed] = relationship(lazy="joined")
     encounter: Mapped[Encounter] = relationship()
 
-
-# The operations module subscribes to "his.encounter.cancelled" (to free the bed of a stay cancelled
-# by mistake); importing it with the models makes that subscription exist in every process.
-import his.admission  # noqa: E402,F401
