@@ -8,3 +8,5 @@ declare("billing.charge.read", _l("View charges and bills"), ["cashier", "insura
 declare("billing.payment.take", _l("Take payments and refunds"), ["cashier"], "billing")
 declare("billing.claim.export", _l("Check and export BHYT claims"), ["insurance_officer"], "billing")
 declare("billing.claim.submit", _l("Submit BHYT claims to the insurer"), ["insurance_officer"], "billing")
+declare("billing.charge.adjust", _l("Add manual adjustments to a bill"), ["cashier"], "billing")
+declare("billing.bank.review", _l("Review bank credits and reconciliation"), ["cashier"], "billing")

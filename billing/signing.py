@@ -1,0 +1,74 @@
+"""The facility's enveloped XML signature (XML-DSig, RSA-SHA256, C14N 1.1 as signxml
+does by default) in CHUKYDONVI, verifiable with `xmlsec1 --verify --pubkey-cert-pem CERT FILE`.
+
+The key is loaded once per process as a key object: passing PEM bytes makes signxml parse it again on
+every call (40 ms instead of 0.7 ms, bhyt-xml.md §3). The exact profile BHXH expects (algorithm,
+reference URI, certificate chain) is [U]: it lives here only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+from lxml import etree
+from signxml import DigestAlgorithm, SignatureMethod, XMLSigner
+
+from billing.giamdinh import DSIG_NS
+from core.config import ConfigError
+
+
+@dataclass(frozen=True)
+class Signer:
+    key: object
+    cert_pem: bytes
+
+    def sign(self, envelope: bytes) -> bytes:
+        root = etree.fromstring(envelope, parser=etree.XMLParser(huge_tree=True))
+        holder = root.find("CHUKYDONVI")
+        etree.SubElement(holder, f"{{{DSIG_NS}}}Signature", Id="placeholder")
+        signer = XMLSigner(signature_algorithm=SignatureMethod.RSA_SHA256, digest_algorithm=DigestAlgorithm.SHA256)
+        signed = signer.sign(root, key=self.key, cert=self.cert_pem.decode())
+        return etree.tostring(signed, xml_declaration=True, encoding="utf-8")
+
+    def __reduce__(self):
+        """Pickled as PEM, for the export's worker processes (a key object itself cannot be pickled)."""
+        pem = self.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                     serialization.NoEncryption())
+        return _from_pem, (pem, self.cert_pem)
+
+
+def _from_pem(key_pem: bytes, cert_pem: bytes) -> Signer:
+    return Signer(serialization.load_pem_private_key(key_pem, password=None), cert_pem)
+
+
+def load(key_path: str, cert_path: str) -> Signer:
+    try:
+        key = serialization.load_pem_private_key(Path(key_path).read_bytes(), password=None)
+        cert = Path(cert_path).read_bytes()
+        x509.load_pem_x509_certificate(cert)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot load the claim signing key/certificate ({key_path}, {cert_path}): {exc}") from None
+    return Signer(key, cert)
+
+
+def make_self_signed(directory: Path, common_name: str = "vnhis development") -> tuple[Path, Path]:
+    """A key and certificate for development, the demo and tests (never for production claims)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(days=1))
+            .not_valid_after(now + timedelta(days=3650)).sign(key, hashes.SHA256()))
+    key_path, cert_path = directory / "signing-key.pem", directory / "signing-cert.pem"
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    key_path.chmod(0o600)
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return key_path, cert_path
