@@ -65,15 +65,18 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _libpq_url(engine: Engine) -> str:
-    """pg_dump/pg_restore take a libpq URL, not SQLAlchemy's `postgresql+psycopg://`."""
-    return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+def _libpq(engine: Engine) -> tuple[str, dict]:
+    """pg_dump/pg_restore take a libpq URL (not SQLAlchemy's `postgresql+psycopg://`); the password goes in
+    the environment, never on a command line that `ps` shows."""
+    url = engine.url.set(drivername="postgresql", password=None).render_as_string(hide_password=False)
+    env = {**os.environ, **({"PGPASSWORD": engine.url.password} if engine.url.password else {})}
+    return url, env
 
 
-def _run(cmd: list[str], what: str) -> None:
+def _run(cmd: list[str], what: str, env: dict) -> None:
     if shutil.which(cmd[0]) is None:
         raise BackupError(f"{cmd[0]} is not installed (Debian: apt-get install postgresql-client)")
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         detail = (done.stderr.strip().splitlines() or ["no message"])[-1]
         raise BackupError(f"{what} failed: {detail}")
@@ -98,14 +101,16 @@ def backup(cfg: Config, engine: Engine, out: Path) -> dict:
     if not _empty_dir(out):
         raise BackupError(f"{out} is not empty: give a new directory for each backup")
     out.mkdir(parents=True, exist_ok=True)
+    out.chmod(0o700)  # a backup holds every patient's data
     if engine.dialect.name == "postgresql":
+        url, env = _libpq(engine)
         audit.seal(engine)  # so the saved head covers every committed event
         with engine.connect() as conn:
             # One snapshot for the dump and the counts: the manifest describes exactly what was dumped.
             conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
             snapshot = conn.execute(text("SELECT pg_export_snapshot()")).scalar_one()
             _run(["pg_dump", "--format=custom", "--no-owner", f"--snapshot={snapshot}",
-                  f"--file={out / PG_DUMP}", _libpq_url(engine)], "pg_dump")
+                  f"--file={out / PG_DUMP}", url], "pg_dump", env)
             counts, head, revision = _counts(conn), _chain_head(conn), migrate.current(conn)
             conn.rollback()
         database_file = PG_DUMP
@@ -135,6 +140,8 @@ def backup(cfg: Config, engine: Engine, out: Path) -> dict:
         "sha256": {database_file: _sha256(out / database_file), STORAGE: _sha256(out / STORAGE)},
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    for path in out.iterdir():
+        path.chmod(0o600)
     return manifest
 
 
@@ -176,18 +183,39 @@ def restore(cfg: Config, engine: Engine, source: Path, *, replace: bool = False)
                           "to overwrite it")
     if not _empty_dir(cfg.storage_dir) and not replace:
         raise BackupError(f"the file store {cfg.storage_dir} is not empty: pass --replace to overwrite it")
-    if engine.dialect.name == "postgresql":
-        _run(["pg_restore", "--no-owner", "--exit-on-error", "--single-transaction",
-              *(["--clean", "--if-exists"] if has_tables else []),
-              f"--dbname={_libpq_url(engine)}", str(source / PG_DUMP)], "pg_restore")
+    # The files are unpacked beside the store first: a failed extraction leaves the old store untouched.
+    staging = cfg.storage_dir.with_name(cfg.storage_dir.name + ".restoring")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        with tarfile.open(source / STORAGE) as tar:
+            tar.extractall(staging, filter="data")  # "data": no absolute paths, links or devices
+        if engine.dialect.name == "postgresql":
+            url, env = _libpq(engine)
+            _run(["pg_restore", "--no-owner", "--exit-on-error", "--single-transaction",
+                  *(["--clean", "--if-exists"] if has_tables else []), f"--dbname={url}", str(source / PG_DUMP)],
+                 "pg_restore", env)
+        else:
+            engine.dispose()
+            # SQLite's backup API writes the pages through SQLite, so a stale -wal beside the file is reset too.
+            backup_copy = sqlite3.connect(source / SQLITE_COPY)
+            target = sqlite3.connect(make_url(engine.url).database)
+            with target:
+                backup_copy.backup(target)
+            backup_copy.close()
+            target.close()
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if cfg.storage_dir.exists():
+        old = cfg.storage_dir.with_name(cfg.storage_dir.name + ".replaced")
+        shutil.rmtree(old, ignore_errors=True)
+        cfg.storage_dir.rename(old)
+        staging.rename(cfg.storage_dir)
+        shutil.rmtree(old)
     else:
-        engine.dispose()
-        shutil.copyfile(source / SQLITE_COPY, make_url(engine.url).database)
-    if cfg.storage_dir.exists() and replace:
-        shutil.rmtree(cfg.storage_dir)
-    cfg.storage_dir.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(source / STORAGE) as tar:
-        tar.extractall(cfg.storage_dir, filter="data")  # "data": no absolute paths, links or devices
+        cfg.storage_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging.rename(cfg.storage_dir)
     os.sync()
     return manifest
 

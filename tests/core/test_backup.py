@@ -60,6 +60,11 @@ def test_backup_then_restore_into_an_empty_database_is_verified(saved, empty_dat
     again = vnhis(_env(tmp_path, empty_database, new_store), "restore", str(backup_dir))
     assert again.returncode == 1
     assert "the target database is not empty: restore into a new database, or pass --replace" in again.stderr
+    (new_store / "stray.tmp").write_bytes(b"x")
+    replaced = vnhis(_env(tmp_path, empty_database, new_store), "restore", "--replace", str(backup_dir))
+    assert replaced.returncode == 0, replaced.stderr
+    assert sorted(p.name for p in new_store.rglob("*") if p.is_file()) == ["ct.dcm"]
+    assert oct(backup_dir.stat().st_mode & 0o777) == "0o700"
 
 
 def test_a_damaged_backup_is_refused_before_anything_is_written(saved, empty_database, tmp_path):
