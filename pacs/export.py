@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydicom import dcmread
 from pydicom.fileset import FileSet
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -28,7 +27,7 @@ def export_study(session: Session, actor: Actor, storage_root: Path, study_uid: 
     fileset = FileSet()
     fileset.ID = "VNHIS"
     for instance in instances:
-        fileset.add(dcmread(storage_root / instance.path))
+        fileset.add(storage_root / instance.path)  # read and staged to disk one by one, not kept in memory
     destination.mkdir(parents=True, exist_ok=True)
     fileset.write(destination)
     audit.record(session, actor, "pacs.study.export", study,

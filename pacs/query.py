@@ -1,9 +1,10 @@
 """Query/Retrieve matching on the index (PS3.4 C.2.2.2), shared by C-FIND, C-MOVE, C-GET and QIDO-RS.
 
 Keys arrive as {keyword: text}; the text follows DICOM matching: empty (universal), a single value,
-`*`/`?` wild cards on text, `a-b` ranges on dates and times, `uid1\\uid2` lists on UIDs. Person names
-match on a folded form (case, accents and đ ignored) so "nguyen*" finds "Nguyễn^Thị Hương"; this is the
-node's documented choice for PN. Every requested key comes back, with a value or empty.
+`*`/`?` wild cards on text, `a-b` ranges on dates and times, `uid1\\uid2` lists on UIDs. The patient's
+name matches on a folded form (case, accents and đ ignored) so "nguyen*" finds "Nguyễn^Thị Hương"; other
+person names (the referring physician) match without regard to case only; this is the node's documented
+choice for PN. Every requested key comes back, with a value or empty.
 """
 
 from __future__ import annotations
@@ -121,8 +122,10 @@ def condition(key: Key, raw: str):
             return column == int(value)
         except ValueError:
             raise QueryError(f"bad number {value!r}") from None
-    if key.vr == "PN":
+    if column is Study.patient_name_folded:
         value = fold_pn(value)
+    elif key.vr == "PN":  # other names are kept as sent: matched without regard to case
+        column, value = func.lower(column), value.lower()
     if key.vr in TEXT_VRS and ("*" in value or "?" in value):
         return column.like(like_pattern(value), escape="\\")
     return column == value

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from PIL import Image
-from pydicom.pixels import apply_rescale, apply_voi_lut
+from pydicom.pixels import apply_rescale, apply_voi_lut, apply_windowing
 
 # CT window presets as (centre, width) in Hounsfield units.
 PRESETS = {
@@ -29,6 +29,18 @@ class RenderError(ValueError):
 def _window(values: np.ndarray, centre: float, width: float) -> np.ndarray:
     low, high = centre - width / 2, centre + width / 2
     return np.clip((values - low) / max(high - low, 1e-6), 0, 1)
+
+
+def _stored_voi(values: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:
+    """The instance's own VOI (its LUT, else its window) on 0-1, scaled by the VOI's output range (not by the
+    frame's min/max, which would stretch the stored window into another one)."""
+    lut = ds.get("VOILUTSequence")
+    if lut and lut[0].get("LUTDescriptor") and lut[0].get("LUTData"):
+        low, high = 0.0, float(2 ** int(lut[0].LUTDescriptor[2]) - 1)  # what apply_voi_lut prefers
+    else:
+        with np.errstate(over="ignore"):  # far outside any window: the windowing's own output bounds
+            low, high = (float(v) for v in apply_windowing(np.array([-1e30, 1e30]), ds))
+    return np.clip((apply_voi_lut(values, ds).astype(np.float64) - low) / max(high - low, 1e-6), 0, 1)
 
 
 def to_image(ds: pydicom.Dataset, frame: int = 0, preset: str | None = None,
@@ -54,8 +66,7 @@ def to_image(ds: pydicom.Dataset, frame: int = 0, preset: str | None = None,
     elif window is not None:
         scaled = _window(values, *window)
     elif "WindowCenter" in ds and "WindowWidth" in ds:
-        scaled = apply_voi_lut(values, ds).astype(np.float64)
-        scaled = (scaled - scaled.min()) / max(float(np.ptp(scaled)), 1e-6)
+        scaled = _stored_voi(values, ds)
     else:
         scaled = (values - values.min()) / max(float(np.ptp(values)), 1e-6)
     if ds.get("PhotometricInterpretation") == "MONOCHROME1":

@@ -3,23 +3,27 @@
 An imaging order placed in his becomes a scheduled procedure step (accession number and Study
 Instance UID generated then, so the images join the right study); cancelling or reversing the order
 discontinues it. MPPS N-CREATE (IN PROGRESS) starts the order through his; N-SET COMPLETED or
-DISCONTINUED closes the step. The order itself completes when its report is signed (pacs.reports).
+DISCONTINUED closes the step, and DISCONTINUED also reverses the started order. The order itself
+completes when its report is signed (pacs.reports).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime, time
 
 import pydicom
+from flask import current_app, has_app_context
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import generate_uid
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from core import audit, events
 from core.audit import Actor
+from core.config import ConfigError
 from core.db import utcnow
 from his import orders
 from his.models.orders import Order
@@ -27,6 +31,7 @@ from his.models.patients import Patient
 from his.text import fold
 from pacs.models import PerformedStep, WorklistItem
 from pacs.query import like_pattern
+from pacs.settings import check_ae_title
 
 # Which modality does a procedure need: the first keyword found in its folded name or code.
 MODALITY_WORDS = (("cong huong tu", "MR"), ("mri", "MR"), ("cat lop", "CT"), ("ct ", "CT"), (".ct", "CT"),
@@ -54,16 +59,41 @@ def modality_of(name: str, code: str) -> str:
     return "OT"
 
 
+def station_aes(text: str | None) -> dict[str, str]:
+    """VNHIS_PACS_STATION_AES "CT=CT01,MR=MR01": the station AE title each modality's steps are scheduled on."""
+    mapping = {}
+    for pair in (text or "").split(","):
+        if not pair.strip():
+            continue
+        modality, equals, title = (part.strip() for part in pair.partition("="))
+        if not equals or not modality:
+            raise ConfigError(f"VNHIS_PACS_STATION_AES must be MODALITY=AE pairs like CT=CT01,MR=MR01, got {pair!r}")
+        mapping[modality.upper()] = check_ae_title(title, f"VNHIS_PACS_STATION_AES station of {modality}")
+    return mapping
+
+
+def _configured_station_aes() -> dict[str, str]:
+    name = "VNHIS_PACS_STATION_AES"
+    if has_app_context() and "vnhis.config" in current_app.extensions:
+        return station_aes(current_app.extensions["vnhis.config"].setting(name))
+    return station_aes(os.environ.get(name))  # CLI, jobs and the DICOM node: the same environment
+
+
 def schedule(session: Session, actor: Actor, order: Order) -> WorklistItem:
+    """The order's scheduled step, on its modality's station (VNHIS_PACS_STATION_AES); left empty, so that any
+    station may take it, for a modality without one."""
     line = order.lines[0]
+    modality = modality_of(line.item_name, line.item_code)
+    stations = _configured_station_aes()
     item = WorklistItem(order_id=order.id, patient_id=order.patient_id, accession_number=f"ACC{order.id:010d}",
-                        study_uid=generate_uid(), modality=modality_of(line.item_name, line.item_code),
+                        study_uid=generate_uid(), modality=modality, station_ae=stations.get(modality, ""),
                         procedure_code=line.item_code, procedure_name=line.item_name,
                         scheduled_at=order.ordered_at or utcnow(), status="scheduled")
     session.add(item)
     session.flush()
     audit.record(session, actor, "pacs.worklist.schedule", item,
-                 {"order_id": order.id, "patient_id": order.patient_id, "accession_number": item.accession_number})
+                 {"order_id": order.id, "patient_id": order.patient_id, "accession_number": item.accession_number,
+                  "station_ae": item.station_ae})
     return item
 
 
@@ -132,10 +162,13 @@ def find(session: Session, actor: Actor, query: Dataset, tz) -> list[Dataset]:
     name = _item(query, "PatientName").rstrip("^")
     if name and name != "*":
         stmt = stmt.where(Patient.name_folded.like(like_pattern(fold(name.replace("^", " "))), escape="\\"))
-    for keyword, column in (("Modality", WorklistItem.modality), ("ScheduledStationAETitle", WorklistItem.station_ae)):
-        value = _item(step_query, keyword)
-        if value and value != "*":
-            stmt = stmt.where(column.like(like_pattern(value), escape="\\"))
+    modality = _item(step_query, "Modality")
+    if modality and modality != "*":
+        stmt = stmt.where(WorklistItem.modality.like(like_pattern(modality), escape="\\"))
+    station = _item(step_query, "ScheduledStationAETitle")
+    if station and station != "*":  # a step scheduled on no particular station is offered to every station
+        stmt = stmt.where(or_(WorklistItem.station_ae == "",
+                              WorklistItem.station_ae.like(like_pattern(station), escape="\\")))
     day = _item(step_query, "ScheduledProcedureStepStartDate")
     if day:
         low, high = _local_date_bounds(day, tz)
@@ -229,10 +262,28 @@ def mpps_set(session: Session, actor: Actor, sop_uid: str, modifications: Datase
     merged = pydicom.Dataset.from_json(step.attributes)
     merged.update(modifications)
     step.attributes, step.status, step.updated_at = _json(merged), status, utcnow()
+    order_action = None
     if step.worklist_item_id is not None and status != "IN PROGRESS":
         item = session.get(WorklistItem, step.worklist_item_id)
         if item.status in OPEN_STATUSES:
             item.status = "completed" if status == "COMPLETED" else "discontinued"
+            if status == "DISCONTINUED":
+                order_action = _withdraw_order(session, actor, session.get(Order, item.order_id), merged)
     session.flush()
-    audit.record(session, actor, "pacs.mpps.set", step, {"status": status})
+    audit.record(session, actor, "pacs.mpps.set", step, {"status": status, "order_action": order_action})
     return step
+
+
+def _withdraw_order(session: Session, actor: Actor, order: Order, performed: Dataset) -> str | None:
+    """A discontinued step ends its started order: reversed (billing credits it) with the modality's
+    discontinuation reason. N-CREATE started the order, so there is nothing to cancel."""
+    reason = "MPPS DISCONTINUED"
+    for code in performed.get("PerformedProcedureStepDiscontinuationReasonCodeSequence", []):
+        meaning = _item(code, "CodeMeaning")
+        if meaning:
+            reason = f"{reason}: {meaning}"
+            break
+    if order.status == "in_progress":
+        orders.reverse(session, actor, order, reason)
+        return "reverse"
+    return None

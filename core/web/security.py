@@ -72,9 +72,20 @@ def _load_user() -> None:
     g.user, g.user_session = record.user, record
 
 
+def allow_preflight(app, blueprint_name: str) -> None:
+    """Let CORS preflights (OPTIONS, sent without credentials by design) through to `blueprint_name`, which
+    answers them itself."""
+    app.extensions.setdefault("vnhis.cors_blueprints", set()).add(blueprint_name)
+
+
+def _is_preflight() -> bool:
+    return (request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers
+            and request.blueprint in current_app.extensions.get("vnhis.cors_blueprints", ()))
+
+
 def _login_gate():
     _load_user()
-    if g.user is not None or _is_public(request.endpoint):
+    if g.user is not None or _is_public(request.endpoint) or _is_preflight():
         return None
     if wants_json():
         return jsonify(error={"code": "unauthenticated",

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from core import audit
 from core.web import NavEntry, add_nav, current_actor, db_session
-from core.web.security import add_api_prefix
+from core.web.security import add_api_prefix, allow_preflight
 from his.models.orders import Order
 from his.web import panels
 from pacs.models import Report, Study
@@ -36,10 +36,14 @@ def _encounter_panel(encounter) -> str:
 
 
 def init_app(app) -> None:
+    from pacs import worklist
     from pacs.web import dicomweb, ui
 
+    worklist.station_aes(app.extensions["vnhis.config"].setting("VNHIS_PACS_STATION_AES"))  # refused at start-up
     app.register_blueprint(ui.bp)
     app.register_blueprint(dicomweb.bp)
+    if app.extensions["vnhis.config"].setting("VNHIS_PACS_CORS_ORIGIN"):
+        allow_preflight(app, dicomweb.bp.name)  # a viewer on another origin: dicomweb.preflight answers them
     add_api_prefix(app, "/dicom-web/")  # viewers get 401, not the login page
     add_nav(app, NavEntry("pacs.studies", _l("Imaging"), "pacs.image.view", _l("Imaging"), 400))
     add_nav(app, NavEntry("pacs.remotes_page", _l("DICOM nodes"), "pacs.admin", _l("Imaging"), 410))

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pydicom
 from flask import Response, abort, jsonify, request, stream_with_context, url_for
+from flask_babel import gettext as _
+from flask_babel import ngettext
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.encaps import generate_frames
@@ -38,11 +40,14 @@ INSTANCE_FIELDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPClassUID", "SOPI
                    "Rows", "Columns", "NumberOfFrames", "AvailableTransferSyntaxUID")
 FIELDS = {"STUDY": STUDY_FIELDS, "SERIES": SERIES_FIELDS, "IMAGE": INSTANCE_FIELDS}
 CONTROL = ("limit", "offset", "fuzzymatching", "includefield")
+BULK_THRESHOLD = 1 << 20  # metadata values larger than this are not inlined
+LEFT_OUT = "vnhis:left-out"
 # STOW-RS failure reasons are C-STORE statuses (PS3.18 §10.5.3).
 PROCESSING_FAILURE = 0x0110
 
 
 def _error(status: int, message: str):
+    """A JSON refusal: the code stays "dicomweb" for programs, the message is in the user's language."""
     response = jsonify(error={"code": "dicomweb", "message": message})
     response.status_code = status
     return response
@@ -54,7 +59,7 @@ def _keyword(name: str) -> str:
     else:
         keyword = name if tag_for_keyword(name) is not None else ""
     if not keyword:
-        abort(_error(400, f"unknown attribute {name}"))
+        abort(_error(400, _("Unknown attribute %(name)s.", name=name)))
     return keyword
 
 
@@ -146,7 +151,7 @@ def _instances(study: str, series: str | None = None, instance: str | None = Non
         stmt = stmt.where(Instance.sop_instance_uid == instance)
     found = list(db_session().scalars(stmt.order_by(Series.series_number, Instance.instance_number, Instance.id)))
     if not found:
-        abort(_error(404, "no such study, series or instance"))
+        abort(_error(404, _("No such study, series or instance.")))
     patient_ids = db_session().scalars(select(Study.patient_id).where(Study.study_uid == study)).all()
     audit.record(db_session(), current_actor(), "pacs.wado", None,
                  {"study_uid": study, "patient_id": patient_ids[0] if patient_ids else None, "count": len(found)})
@@ -202,17 +207,31 @@ def _metadata(found: list[Instance]) -> Response:
     out = []
     for instance in found:
         ds = pydicom.dcmread(root / instance.path, stop_before_pixels=True)
-        item = ds.to_json_dict(bulk_data_threshold=1 << 20,
-                               bulk_data_element_handler=lambda _elem: "")  # large non-pixel values: not inline
+        item = _without_bulk(ds.to_json_dict(bulk_data_threshold=BULK_THRESHOLD,
+                                              bulk_data_element_handler=lambda _elem: LEFT_OUT))
         item["00020010"] = {"vr": "UI", "Value": [instance.transfer_syntax]}
         if instance.rows:
             study_uid = db_session().get(Study, instance.study_pk).study_uid
             series_uid = db_session().get(Series, instance.series_pk).series_uid
+            every_frame = ",".join(str(n) for n in range(1, (instance.frames or 1) + 1))
             item["7FE00010"] = {"vr": "OW" if ds.get("BitsAllocated", 8) > 8 else "OB", "BulkDataURI": url_for(
-                ".frames", study=study_uid, series=series_uid, instance=instance.sop_instance_uid, frames="1",
+                ".frames", study=study_uid, series=series_uid, instance=instance.sop_instance_uid, frames=every_frame,
                 _external=True)}
         out.append(item)
     return Response(json.dumps(out, ensure_ascii=False), mimetype=DICOM_JSON)
+
+
+def _without_bulk(item: dict) -> dict:
+    """Values over the threshold (icons, overlays, waveforms) have no retrieve URL of their own: left out,
+    also inside sequences, rather than given an empty BulkDataURI."""
+    kept = {}
+    for tag, element in item.items():
+        if element.get("BulkDataURI") == LEFT_OUT:
+            continue
+        if element.get("vr") == "SQ" and element.get("Value"):
+            element = {**element, "Value": [_without_bulk(child) for child in element["Value"]]}
+        kept[tag] = element
+    return kept
 
 
 @bp.get("/studies/<study>/metadata")
@@ -237,9 +256,9 @@ def _frame_numbers(text: str) -> list[int]:
     try:
         numbers = [int(n) for n in text.split(",")]
     except ValueError:
-        abort(_error(400, f"bad frame list {text}"))
+        abort(_error(400, _("Bad frame list %(frames)s.", frames=text)))
     if not numbers or min(numbers) < 1:
-        abort(_error(400, f"bad frame list {text}"))
+        abort(_error(400, _("Bad frame list %(frames)s.", frames=text)))
     return numbers
 
 
@@ -247,7 +266,7 @@ def frame_bytes(ds: Dataset, numbers: list[int], keep_compressed: bool) -> list[
     """The requested frames (1-based): compressed as stored if allowed, else native pixel bytes."""
     count = int(ds.get("NumberOfFrames", 1) or 1)
     if max(numbers) > count:
-        abort(_error(404, f"the instance has {count} frame(s)"))
+        abort(_error(404, ngettext("The instance has %(num)d frame.", "The instance has %(num)d frames.", count)))
     ts = ds.file_meta.TransferSyntaxUID
     if ts.is_compressed and keep_compressed:
         frames = list(generate_frames(ds.PixelData, number_of_frames=count))
@@ -265,13 +284,13 @@ def frames(study: str, series: str, instance: str, frames: str):
     found = _instances(study, series, instance)[0]
     ds = pydicom.dcmread(storage_root(config()) / found.path)
     if "PixelData" not in ds:
-        return _error(404, "the instance has no pixel data")
+        return _error(404, _("The instance has no pixel data."))
     accept = request.headers.get("Accept", "")
     keep = "transfer-syntax=*" in accept or f"transfer-syntax={found.transfer_syntax}" in accept
     try:
         data = frame_bytes(ds, numbers, keep)
     except (NotImplementedError, RuntimeError, ValueError) as exc:
-        return _error(406, f"cannot decode the frames: {exc}")
+        return _error(406, _("Cannot decode the frames: %(error)s", error=exc))
     part = "application/octet-stream" + (f"; transfer-syntax={found.transfer_syntax}"
                                          if keep and ds.file_meta.TransferSyntaxUID.is_compressed else "")
     return _multipart([(part, [frame]) for frame in data], "application/octet-stream")
@@ -285,12 +304,12 @@ def _rendered(found: Instance, frame: int, size: int | None):
             centre, width = (float(v) for v in request.args["window"].split(",")[:2])
             window = (centre, width)
         except ValueError:
-            return _error(400, "window is centre,width[,function]")
+            return _error(400, _("window is centre,width[,function]."))
     if request.args.get("viewport"):
         try:
             size = max(int(v) for v in request.args["viewport"].split(",")[:2])
         except ValueError:
-            return _error(400, "viewport is width,height")
+            return _error(400, _("viewport is width,height."))
     try:
         data, media_type = render.render(storage_root(config()) / found.path, frame=frame, size=size, fmt=fmt,
                                          window=window, preset=request.args.get("preset"))
@@ -322,13 +341,13 @@ def thumbnail(study: str, series: str, instance: str):
 def _parts(body: bytes, content_type: str) -> list[tuple[str, bytes]]:
     match = re.search(r'boundary="?([^";]+)"?', content_type)
     if not content_type.startswith("multipart/related") or match is None:
-        abort(_error(415, 'send multipart/related; type="application/dicom" with a boundary'))
+        abort(_error(415, _('Send multipart/related; type="application/dicom" with a boundary.')))
     delimiter = b"--" + match.group(1).encode()
     parts = []
     for chunk in body.split(delimiter)[1:]:
         if chunk.startswith(b"--"):
             break
-        head, _, content = chunk.lstrip(b"\r\n").partition(b"\r\n\r\n")
+        head, _blank, content = chunk.lstrip(b"\r\n").partition(b"\r\n\r\n")
         headers = dict(line.split(":", 1) for line in head.decode("latin-1").split("\r\n") if ":" in line)
         part_type = {k.strip().lower(): v.strip() for k, v in headers.items()}.get("content-type", "application/dicom")
         parts.append((part_type, content.removesuffix(b"\r\n")))
@@ -351,7 +370,10 @@ def stow(study: str | None = None):
     root = storage_root(cfg)
     min_free = load_settings(cfg).min_free_bytes
     stored, failed = [], []
-    for part_type, raw in _parts(request.get_data(), request.headers.get("Content-Type", "")):
+    parts = _parts(request.get_data(), request.headers.get("Content-Type", ""))
+    if not parts:
+        return _error(400, _("The request holds no instance."))
+    for part_type, raw in parts:
         if not part_type.startswith("application/dicom"):
             ref = Dataset()
             ref.FailureReason = store.CANNOT_UNDERSTAND
@@ -400,22 +422,22 @@ def stow(study: str | None = None):
 def wado_uri():
     args = request.args
     if args.get("requestType") != "WADO":
-        return _error(400, "requestType must be WADO")
+        return _error(400, _("requestType must be WADO."))
     if not all(args.get(k) for k in ("studyUID", "seriesUID", "objectUID")):
-        return _error(400, "studyUID, seriesUID and objectUID are required")
+        return _error(400, _("studyUID, seriesUID and objectUID are required."))
     found = _instances(args["studyUID"], args["seriesUID"], args["objectUID"])[0]
     content_type = args.get("contentType", "image/jpeg")
     if content_type == "application/dicom":
         return Response(_file_chunks(storage_root(config()) / found.path), mimetype="application/dicom")
     if content_type not in ("image/jpeg", "image/png"):
-        return _error(406, f"contentType {content_type} is not offered")
+        return _error(406, _("contentType %(type)s is not offered.", type=content_type))
     size = max(args.get("rows", 0, type=int) or 0, args.get("columns", 0, type=int) or 0) or None
     window = None
     if args.get("windowCenter") and args.get("windowWidth"):
         try:
             window = (float(args["windowCenter"]), float(args["windowWidth"]))
         except ValueError:
-            return _error(400, "windowCenter and windowWidth are numbers")
+            return _error(400, _("windowCenter and windowWidth must be numbers."))
     try:
         data, media_type = render.render(storage_root(config()) / found.path,
                                          frame=max(args.get("frameNumber", 1, type=int) - 1, 0), size=size,
@@ -425,11 +447,33 @@ def wado_uri():
     return Response(data, mimetype=media_type)
 
 
+CORS_METHODS = "GET, HEAD, POST, OPTIONS"
+CORS_HEADERS = "Authorization, Accept, Content-Type"
+CORS_MAX_AGE = "600"  # seconds a browser may reuse a preflight answer
+
+
+def _cors_origin() -> str | None:
+    return config().setting("VNHIS_PACS_CORS_ORIGIN")
+
+
+@bp.before_request
+def preflight():
+    """A browser's CORS preflight (OPTIONS, sent without credentials; core's login gate lets it through to this
+    blueprint). Without VNHIS_PACS_CORS_ORIGIN there is no cross-origin access."""
+    if request.method != "OPTIONS" or not _cors_origin():
+        return None
+    response = Response(status=204)
+    response.headers["Access-Control-Allow-Methods"] = CORS_METHODS
+    response.headers["Access-Control-Max-Age"] = CORS_MAX_AGE
+    return response
+
+
 @bp.after_request
 def _cors(response):
     """A viewer served from another origin (VNHIS_PACS_CORS_ORIGIN, e.g. an OHIF host) may read with a token."""
-    origin = config().setting("VNHIS_PACS_CORS_ORIGIN")
+    origin = _cors_origin()
     if origin:
         response.headers["Access-Control-Allow-Origin"] = origin
-        response.headers["Access-Control-Allow-Headers"] = "Authorization, Accept, Content-Type"
+        response.headers["Access-Control-Allow-Headers"] = CORS_HEADERS
+        response.vary.add("Origin")
     return response

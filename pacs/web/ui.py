@@ -3,7 +3,6 @@ viewer scrolling through the instances, the report (draft, sign), export and the
 
 from __future__ import annotations
 
-import io
 import tempfile
 import zipfile
 from pathlib import Path
@@ -111,17 +110,22 @@ def report_save(study_id: int):
 def export_zip(study_id: int):
     sess = db_session()
     item = _study_or_404(study_id)
-    with tempfile.TemporaryDirectory(prefix="vnhis-export-") as folder:
-        target = Path(folder) / "media"
-        export.export_study(sess, current_actor(), storage_root(config()), item.study_uid, target)
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-            for path in sorted(target.rglob("*")):
-                if path.is_file():
-                    archive.write(path, path.relative_to(target))
-    sess.commit()
-    buffer.seek(0)
-    return send_file(buffer, mimetype="application/zip", as_attachment=True,
+    # The zip goes to an unnamed temporary file (gone once the response closes it), never into memory.
+    archive_file = tempfile.TemporaryFile(prefix="vnhis-export-", suffix=".zip")  # noqa: SIM115 (send_file closes it)
+    try:
+        with tempfile.TemporaryDirectory(prefix="vnhis-export-") as folder:
+            target = Path(folder) / "media"
+            export.export_study(sess, current_actor(), storage_root(config()), item.study_uid, target)
+            with zipfile.ZipFile(archive_file, "w", zipfile.ZIP_DEFLATED) as archive:
+                for path in sorted(target.rglob("*")):
+                    if path.is_file():
+                        archive.write(path, path.relative_to(target))
+        sess.commit()
+    except BaseException:
+        archive_file.close()
+        raise
+    archive_file.seek(0)
+    return send_file(archive_file, mimetype="application/zip", as_attachment=True,
                      download_name=f"study-{item.id}-dicomdir.zip")
 
 

@@ -159,3 +159,20 @@ def test_c_get_with_pynetdicom_returns_the_stored_bytes(indexed, node):
     assert statuses[-1] == 0x0000
     assert sorted(d.SOPInstanceUID for d in received) == [f"{indexed[2]}.1.1", f"{indexed[2]}.1.2"]
     assert all(d.PixelData == pydicom.dcmread(sample_file("CT_small.dcm")).PixelData for d in received)
+
+
+def test_the_referring_physician_matches_without_regard_to_case(db_session, tmp_path):
+    from pacs import query
+
+    ds = pydicom.dcmread(sample_file("CT_small.dcm"))
+    ds.SpecificCharacterSet, ds.ReferringPhysicianName = "ISO_IR 192", "Trần^Văn Bảo"
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    store.store_instance(db_session, Actor.system("test"), tmp_path / "dicom", buffer.getvalue())
+    db_session.flush()
+    for value, count in (("Trần^Văn Bảo", 1), ("TRẦN^VĂN BẢO", 1), ("trần*", 1), ("tr?n^*", 1), ("*bảo", 1),
+                         ("Trần^Văn Bảo^", 1), ("", 1), ("tran*", 0), ("Trần^Văn", 0), ("Lê*", 0)):
+        found = list(query.find(db_session, "STUDY", {"ReferringPhysicianName": value}))
+        assert len(found) == count, value
+    [answer] = query.find(db_session, "STUDY", {"ReferringPhysicianName": "trần*", "PatientName": "compressed*"})
+    assert answer["ReferringPhysicianName"] == "Trần^Văn Bảo"  # returned as sent; the patient's name still folds

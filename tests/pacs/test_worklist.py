@@ -122,3 +122,71 @@ def test_a_cancelled_order_leaves_the_worklist(node, imaging_orders, pacs_sessio
                       "chỉ định nhầm")
         session.commit()
     assert [r.AccessionNumber for r in _worklist(node, tmp_path)] == [imaging_orders["us"].accession_number]
+
+
+@pytest.fixture
+def station_setting(monkeypatch):
+    monkeypatch.setenv("VNHIS_PACS_STATION_AES", "CT=CT01, MR=MR01")
+
+
+def test_steps_are_scheduled_on_the_modalitys_station(station_setting, node, imaging_orders, tmp_path):
+    ct, us = imaging_orders["ct"], imaging_orders["us"]
+    assert (ct.station_ae, us.station_ae) == ("CT01", "")  # no station for US: any station may take it
+    station = "ScheduledStationAETitle"
+    for asked, expected in (("CT01", [ct, us]), ("CT0?", [ct, us]), ("MR01", [us]), ("", [ct, us])):
+        found = _worklist(node, tmp_path, f"ScheduledProcedureStepSequence[0].{station}={asked}")
+        assert sorted((r.AccessionNumber, r.ScheduledProcedureStepSequence[0].get(station)) for r in found) == sorted(
+            (i.accession_number, i.station_ae) for i in expected), asked
+
+
+@pytest.mark.parametrize("value, message", [
+    ("CT", "VNHIS_PACS_STATION_AES must be MODALITY=AE pairs like CT=CT01,MR=MR01, got 'CT'"),
+    ("CT=", "VNHIS_PACS_STATION_AES station of CT must be 1-16 printable ASCII characters without a backslash, "
+            "got ''"),
+    ("MR=A_TITLE_LONGER_THAN_16", "VNHIS_PACS_STATION_AES station of MR must be 1-16 printable ASCII characters "
+                                  "without a backslash, got 'A_TITLE_LONGER_THAN_16'"),
+])
+def test_a_bad_station_setting_is_refused_in_one_line(value, message):
+    from core.config import ConfigError
+    from pacs.worklist import station_aes
+
+    with pytest.raises(ConfigError) as caught:
+        station_aes(value)
+    assert str(caught.value) == message
+    assert station_aes("") == {} and station_aes("ct=CT01") == {"CT": "CT01"}
+
+
+def _start_ct(node, imaging_orders):
+    ct = imaging_orders["ct"]
+    create = Dataset()
+    ref = Dataset()
+    ref.AccessionNumber = ct.accession_number
+    create.ScheduledStepAttributesSequence = Sequence([ref])
+    create.PerformedProcedureStepStatus = "IN PROGRESS"
+    assoc = _mpps_association(node.port)
+    uid = generate_uid()
+    status, _ = assoc.send_n_create(create, ModalityPerformedProcedureStep, uid)
+    assert status.Status == 0x0000
+    return assoc, uid
+
+
+def test_a_discontinued_step_reverses_its_started_order(node, imaging_orders, pacs_sessions):
+    from core.models import AuditEvent
+
+    assoc, uid = _start_ct(node, imaging_orders)
+    stop = Dataset()
+    stop.PerformedProcedureStepStatus = "DISCONTINUED"
+    code = Dataset()
+    code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = "110503", "DCM", "Patient allergic to media"
+    stop.PerformedProcedureStepDiscontinuationReasonCodeSequence = Sequence([code])
+    status, _ = assoc.send_n_set(stop, ModalityPerformedProcedureStep, uid)
+    assoc.release()
+    assert status.Status == 0x0000
+    with pacs_sessions() as session:
+        order = session.get(Order, imaging_orders["ct_order"])
+        assert (order.status, order.reverse_reason) == ("reversed", "MPPS DISCONTINUED: Patient allergic to media")
+        assert session.get(WorklistItem, imaging_orders["ct"].id).status == "discontinued"
+        assert session.get(Order, imaging_orders["us"].order_id).status == "placed"  # the other order is untouched
+        event = session.scalars(select(AuditEvent).where(AuditEvent.action == "pacs.mpps.set")).one()
+        assert event.detail == {"status": "DISCONTINUED", "order_action": "reverse"}
+
