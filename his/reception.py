@@ -3,7 +3,9 @@ and their BHYT card is checked on the insurer's portal.
 
 Doing it twice for the same patient and service point on the same day gives back the same visit
 and ticket: a second scan is recognised, not doubled. The card is looked up after the visit and
-the ticket exist, so a slow or absent portal never holds a patient up (his.gateway.cards).
+the ticket are committed, in a transaction of its own (the desk's handler commits both): the
+portal's wait holds no lock of the arrival (the ticket counter of the service point), and no
+failure of the lookup undoes the visit (his.gateway.cards).
 """
 
 from __future__ import annotations
@@ -90,8 +92,25 @@ def check_card(session: Session, actor: Actor, arrival: Arrival, client: Gateway
                emergency: bool = False) -> CardCheck:
     """Look the arriving patient's card up (by the number typed, else the personal ID or the card on
     record) and keep the answer with the visit. An emergency is looked up in the background."""
-    emergency = emergency or bool(arrival.encounter and arrival.encounter.is_emergency)
     check = cards.request_check(session, actor, arrival.patient, visit_date=day, encounter=arrival.encounter,
-                                number=number, full_name=full_name, birth=birth, emergency=emergency)
+                                number=number, full_name=full_name, birth=birth,
+                                emergency=_emergency(arrival, emergency))
     arrival.card_check = cards.check_now(session, actor, check, client)
     return check
+
+
+def card_check_failed(session: Session, actor: Actor, arrival: Arrival, *, day: date, number: str | None = None,
+                      full_name: str | None = None, birth: date | int | None = None,
+                      emergency: bool = False) -> CardCheck:
+    """After an unexpected error in check_card (its transaction rolled back): record the check again,
+    not verified, for the retry job."""
+    check = cards.request_check(session, actor, arrival.patient, visit_date=day, encounter=arrival.encounter,
+                                number=number, full_name=full_name, birth=birth,
+                                emergency=_emergency(arrival, emergency))
+    cards.mark_for_retry(session, actor, check)
+    arrival.card_check = check
+    return check
+
+
+def _emergency(arrival: Arrival, emergency: bool) -> bool:
+    return emergency or bool(arrival.encounter and arrival.encounter.is_emergency)

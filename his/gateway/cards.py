@@ -7,14 +7,17 @@ insurance officer): the newest answer decides.
 - refused (expired, unknown, name or birth date not matching …): the encounter is not insured
   until a valid card is checked;
 - pending (the portal did not answer, or an emergency checked in the background): the encounter
-  keeps what the desk recorded, shown as "not verified", and a job repeats the lookup.
+  keeps what the desk recorded, shown as "not verified", and a job repeats the lookup with a growing
+  delay; after MAX_TRIES tries, or when the installation has no portal, the job stops and the check
+  is shown as failed ("not verified — check again by hand"): it stays pending (still waiting for a
+  verified card) with the reason in `problem`, and only a person starts a new lookup.
 Nothing here blocks a patient: the visit and the ticket exist before the card is looked up.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, timedelta
 
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
@@ -34,6 +37,9 @@ from his.patients import PatientError
 
 RETRY_JOB = "his.gateway.card_check"
 CHECKED_EVENT = "his.bhyt.card_checked"
+MAX_TRIES = 12  # lookups of one check (the desk's included) before the retry job leaves it to a person
+# A pending check with one of these problems is no longer looked up automatically: it is shown as failed.
+STOPPED = ("gave_up", "not_configured")
 
 # Why a check is still pending (the portal's own refusals are described in his.gateway.codes).
 PENDING_MESSAGES = {
@@ -49,7 +55,8 @@ PENDING_MESSAGES = {
                         "administrator to check the gateway account."),
     "token_refused": _l("The BHYT portal refused the hospital's login: the card is not verified yet. Ask the "
                         "administrator to check the gateway account."),
-    "not_configured": _l("This installation is not connected to the BHYT portal: the card is not verified."),
+    "unexpected": _l("vnhis could not finish the lookup on the BHYT portal: the card is not verified yet; it will "
+                     "be checked again automatically."),
     "emergency": _l("Emergency: the card is checked in the background, the patient is seen at once."),
     "queued": _l("The card is being checked on the BHYT portal."),
 }
@@ -181,9 +188,10 @@ def check_now(session: Session, actor: Actor, check: CardCheck, client: GatewayC
               retries: int | None = 0) -> CardCheck:
     """The desk's lookup: answered now, or left pending with the retry job queued (never raises for the
     portal's failures). An emergency is never looked up while the patient waits."""
-    if check.emergency or client is None:
-        if client is None:
-            check.problem = "not_configured"
+    if client is None:
+        give_up(session, actor, check, "not_configured")
+        return check
+    if check.emergency:
         _queue_retry(session, actor, check)
         return check
     try:
@@ -193,9 +201,50 @@ def check_now(session: Session, actor: Actor, check: CardCheck, client: GatewayC
     return check
 
 
-def _queue_retry(session: Session, actor: Actor, check: CardCheck) -> None:
-    if check.problem != "not_configured":
-        queue.enqueue(session, RETRY_JOB, {"check_id": check.id}, actor=actor)
+def retry(session: Session, actor: Actor, check: CardCheck, client: GatewayClient) -> CardCheck:
+    """The retry job's lookup: answered, or this try recorded and the next one queued with a growing
+    delay; after MAX_TRIES tries the check is given up. Never raises for the portal's failures, so the
+    record of the try is committed with the job."""
+    try:
+        look_up(session, actor, check, client)
+    except GatewayError:
+        audit.record(session, actor, "bhyt.card_check.try", check,
+                     {"attempt": check.attempts, "problem": check.problem, "exchange_id": check.exchange_id,
+                      "tried_at": utcnow().isoformat()})
+        if check.attempts >= MAX_TRIES:
+            give_up(session, actor, check, "gave_up")
+        else:
+            _queue_retry(session, actor, check, delay=timedelta(seconds=queue.backoff_seconds(check.attempts)))
+    return check
+
+
+def mark_for_retry(session: Session, actor: Actor, check: CardCheck, problem: str = "unexpected") -> None:
+    """A lookup that ended in an unexpected error: the check stays pending (not verified) and is retried."""
+    check.problem = problem
+    session.flush()
+    _queue_retry(session, actor, check)
+
+
+def give_up(session: Session, actor: Actor, check: CardCheck, problem: str) -> None:
+    """No more automatic lookups: the check stays not verified, to be checked again by hand."""
+    check.status, check.problem = "pending", problem
+    session.flush()
+    audit.record(session, actor, "bhyt.card_check.stopped", check,
+                 {"problem": problem, "attempts": check.attempts, "encounter_id": check.encounter_id})
+
+
+def _queue_retry(session: Session, actor: Actor, check: CardCheck, delay: timedelta | None = None) -> None:
+    queue.enqueue(session, RETRY_JOB, {"check_id": check.id}, actor=actor, delay=delay)
+
+
+def stopped(check: CardCheck) -> bool:
+    """Not looked up automatically any more (the retry job gave up, or there is no portal)."""
+    return check.status == "pending" and check.problem in STOPPED
+
+
+def state(check: CardCheck) -> str:
+    """What the screens show: the status, or "failed" for a pending check nobody will look up automatically."""
+    return "failed" if stopped(check) else check.status
 
 
 def _pick(cards: list[PortalCard | None], day: date) -> tuple[PortalCard | None, PortalCard | None]:
@@ -304,6 +353,12 @@ def message(check: CardCheck):
     """The one sentence the desk reads about a check."""
     if check.status == "verified":
         return _l("The card is valid on the visit date.")
+    if check.status == "pending" and check.problem == "gave_up":
+        return _l("The BHYT portal did not answer after %(n)s tries: the card is not verified — check it again by "
+                  "hand.", n=check.attempts)
+    if check.status == "pending" and check.problem == "not_configured":
+        return _l("This installation is not connected to the BHYT portal: the card is not verified — check it by "
+                  "hand.")
     if check.status == "pending":
         return PENDING_MESSAGES.get(check.problem or "queued", PENDING_MESSAGES["queued"])
     if check.problem in REFUSAL_MESSAGES:

@@ -19,7 +19,8 @@ from his.web import panels
 bp = Blueprint("his_gateway", __name__, template_folder="../templates", static_folder="../static",
                static_url_path="/his/gateway/static")
 
-STATUS_LABELS = {"verified": _l("Verified"), "refused": _l("Card not usable"), "pending": _l("Not verified")}
+STATUS_LABELS = {"verified": _l("Verified"), "refused": _l("Card not usable"), "pending": _l("Not verified"),
+                 "failed": _l("Not verified — check by hand")}
 EXCHANGE_PAGE = 100
 
 
@@ -33,7 +34,7 @@ def desk_client() -> GatewayClient | None:
 
 @bp.app_context_processor
 def _helpers():
-    return {"card_check_label": lambda check: STATUS_LABELS.get(check.status, check.status),
+    return {"card_check_label": lambda check: STATUS_LABELS[cards.state(check)], "card_check_state": cards.state,
             "card_check_message": cards.message, "card_check_warnings": cards.warning_texts,
             "gateway_connected": lambda: GatewaySettings.from_config(current_app.extensions["vnhis.config"])
             is not None}
@@ -124,7 +125,7 @@ def _encounter_panel(encounter) -> str:
 def _patient_panel(patient) -> str:
     checks = db_session().scalars(select(CardCheck).where(CardCheck.patient_id == patient.id)
                                   .order_by(CardCheck.id.desc()).limit(10)).all()
-    return render_template("his/gateway/patient_panel.html", checks=checks, labels=STATUS_LABELS)
+    return render_template("his/gateway/patient_panel.html", checks=checks)
 
 
 @bp.record_once

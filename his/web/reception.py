@@ -3,6 +3,8 @@ records with their cards and visits; merge and unmerge."""
 
 from __future__ import annotations
 
+import logging
+
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -28,6 +30,7 @@ from his.web._helpers import active_points, day_start, flag, today
 from his.web.gateway import desk_client
 
 bp = Blueprint("his_reception", __name__, template_folder="../templates")
+log = logging.getLogger(__name__)
 
 PRIORITY_FLAGS = ("pregnant", "disabled", "merit", "emergency")
 
@@ -74,7 +77,6 @@ def desk():
 
 
 def _checked_in(arrival):
-    db_session().commit()
     for warning in arrival.warnings:
         flash(str(warning), "warning")
     if arrival.already_queued:
@@ -99,23 +101,32 @@ def _card_wanted() -> bool:
 
 
 def _check_arrival_card(arrival, day) -> None:
-    """After the visit and the ticket exist: look the card up. A malformed number of an emergency
-    patient does not stop the visit (checked before arrival for everybody else)."""
+    """After the visit and the ticket are committed: look the card up in a transaction of its own, so
+    the portal's wait holds no lock of the arrival and no failure of the lookup undoes it (an
+    unexpected one leaves the check not verified, for the retry job). A malformed number of an
+    emergency patient does not stop the visit (checked before arrival for everybody else)."""
+    sess, actor = db_session(), current_actor()
+    number, emergency = request.form.get("bhyt_number"), flag(request.form, "emergency")
     try:
-        reception.check_card(db_session(), current_actor(), arrival, desk_client(), day=day,
-                             number=request.form.get("bhyt_number"), emergency=flag(request.form, "emergency"))
+        reception.check_card(sess, actor, arrival, desk_client(), day=day, number=number, emergency=emergency)
     except (IdentityError, CardCheckError) as exc:
-        _bad_card_input(exc, commit=False)
+        sess.rollback()
+        _bad_card_input(exc)
         flash(_("The BHYT card was not looked up: %(reason)s", reason=str(exc)), "warning")
+        return
+    except Exception:
+        sess.rollback()
+        log.exception("the card check of ticket %s failed; the retry job will look it up", arrival.ticket.id)
+        reception.card_check_failed(sess, actor, arrival, day=day, number=number, emergency=emergency)
+    sess.commit()
 
 
-def _bad_card_input(exc, commit: bool = True) -> None:
+def _bad_card_input(exc) -> None:
     """A card lookup refused at the desk is recorded (what was wrong, not a saved visit)."""
     sess = db_session()
     audit.record(sess, current_actor(), "bhyt.card_check.bad_input", None,
                  {"code": exc.code, "field": exc.field, "path": request.path})
-    if commit:
-        sess.commit()  # only this audit event is pending: the handler refuses before saving anything
+    sess.commit()  # only this audit event is pending: the handler refuses or has committed the arrival
 
 
 @bp.post("/reception/scan")
@@ -139,6 +150,7 @@ def scan():
     except (IdentityError, PatientError, TicketError) as exc:
         db_session().rollback()
         return _page(422, error=str(exc), qr=request.form.get("qr", ""), bhyt_number=request.form.get("bhyt_number"))
+    db_session().commit()  # the patient, the visit and the ticket, before the portal is asked
     if card:
         _check_arrival_card(arrival, day)
     return _checked_in(arrival)
@@ -160,6 +172,7 @@ def check_in(patient_id: int):
     except (PatientError, TicketError) as exc:
         db_session().rollback()
         return _page(422, error=str(exc))
+    db_session().commit()  # the visit and the ticket, before the portal is asked
     if _card_wanted():
         _check_arrival_card(arrival, day)
     return _checked_in(arrival)

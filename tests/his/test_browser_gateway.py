@@ -83,6 +83,7 @@ def test_the_desk_sees_the_benefit_level_and_a_late_answer_replaces_not_verified
     assert page.locator("#card-check-status").inner_text() == "Chưa xác minh"
     assert "Cổng BHYT trả lời lỗi" in page.locator("#card-check-message").inner_text()
     assert _check(committed_db_url, "079190001234")[0] == "pending"
+    page.wait_for_load_state("load")  # on a busy machine the page's own load may come after the box is there
     loads = []
     page.on("load", lambda _page: loads.append(1))
 

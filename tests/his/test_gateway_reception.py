@@ -229,22 +229,83 @@ def test_a_slow_portal_leaves_the_card_not_verified_and_the_job_fills_it_in(desk
     assert "Đã xác minh" in desk.get(f"/card-checks/{check.id}").get_data(as_text=True)
 
 
+def _retry_jobs(db_session) -> list[Job]:
+    db_session.expire_all()
+    return db_session.scalars(select(Job).where(Job.name == cards.RETRY_JOB).order_by(Job.id)).all()
+
+
 def test_a_portal_that_is_down_is_retried_by_the_job_until_it_answers(desk, clinic, db_session, sim,
                                                                       session_factory):
     sim.configure(mode="down")
     html = _desk_page(desk, _scan(desk, clinic["point"], MAI, bhyt="1"))
     assert "Chưa xác minh" in _box(html) and "Cổng BHYT trả lời lỗi: thẻ chưa được xác minh" in _box(html)
-    assert queue.run_due(session_factory) == 1  # still down: the job fails and waits its backoff
-    job = db_session.scalar(select(Job).where(Job.name == "his.gateway.card_check"))
-    db_session.refresh(job)
-    assert (job.status, job.attempts) == ("pending", 1) and "GatewayUnavailable" in job.last_error
-    assert _only_check(db_session).status == "pending"
+    assert queue.run_due(session_factory) == 1  # still down: the try is recorded, the job queues the next one
+    first, second = _retry_jobs(db_session)
+    assert (first.status, second.status) == ("done", "pending")
+    assert second.run_after >= first.finished_at + timedelta(seconds=queue.backoff_seconds(2)) - timedelta(seconds=1)
+    check = _only_check(db_session)
+    assert (check.status, check.problem, check.attempts) == ("pending", "portal_error", 2)
+    tried = db_session.scalars(select(AuditEvent.detail).where(AuditEvent.action == "bhyt.card_check.try")).all()
+    assert [(d["attempt"], d["problem"]) for d in tried] == [(2, "portal_error")]
+    assert "Cổng BHYT trả lời lỗi: thẻ chưa được xác minh" in _box(desk.get(f"/card-checks/{check.id}")
+                                                                      .get_data(as_text=True))
     sim.configure(mode="normal")
-    job.run_after = job.created_at  # the backoff has passed
+    second.run_after = second.created_at  # the delay has passed
     db_session.commit()
     assert queue.run_due(session_factory) == 1
     db_session.expire_all()
+    assert (_only_check(db_session).status, _only_check(db_session).attempts) == ("verified", 3)
+    assert [j.status for j in _retry_jobs(db_session)] == ["done", "done"]
+
+
+def test_after_the_last_try_the_check_is_left_to_be_checked_by_hand(desk, clinic, db_session, sim, session_factory,
+                                                                   make_user):
+    sim.configure(mode="down")
+    _desk_page(desk, _scan(desk, clinic["point"], MAI, bhyt="1"))
+    for _ in range(cards.MAX_TRIES - 1):
+        for waiting in _retry_jobs(db_session):
+            waiting.run_after = waiting.created_at
+        db_session.commit()
+        assert queue.run_due(session_factory) == 1
+    check = _only_check(db_session)
+    assert (check.status, check.problem, check.attempts) == ("pending", "gave_up", cards.MAX_TRIES)
+    jobs = _retry_jobs(db_session)
+    assert len(jobs) == cards.MAX_TRIES - 1 and {j.status for j in jobs} == {"done"}  # nothing queued any more
+    stopped = db_session.scalar(select(AuditEvent.detail).where(AuditEvent.action == "bhyt.card_check.stopped"))
+    assert stopped == {"problem": "gave_up", "attempts": cards.MAX_TRIES, "encounter_id": check.encounter_id}
+    failed = "Cổng BHYT không trả lời sau 12 lần thử: thẻ chưa được xác minh — hãy tra cứu lại thủ công."
+    box = _box(desk.get(f"/card-checks/{check.id}").get_data(as_text=True))
+    assert "Chưa xác minh — tra cứu thủ công" in box and failed in box
+    assert 'data-status="failed"' in desk.get(f"/card-checks/{check.id}").get_data(as_text=True)
+    officer = desk.application.test_client()
+    make_user("giamdinh.tay", "insurance_officer")
+    login(officer, "giamdinh.tay")
+    listing = officer.get("/card-checks").get_data(as_text=True)
+    assert f'id="card-check-{check.id}"' in listing and failed in listing
+    panel = officer.get(f"/encounters/{check.encounter_id}").get_data(as_text=True)
+    assert failed in panel and "Tra cứu lại ngay" in panel
+    assert not db_session.get(Encounter, check.encounter_id).insured
+
+    sim.configure(mode="normal")  # the officer checks by hand once the portal is back
+    officer.post(f"/card-checks/{check.id}/retry", data={"csrf_token": csrf_token(officer, "/card-checks")})
+    db_session.expire_all()
     assert _only_check(db_session).status == "verified"
+
+
+def test_a_job_without_a_portal_marks_the_check_and_stops(desk, clinic, db_session, sim, session_factory,
+                                                         monkeypatch):
+    sim.configure(mode="slow")
+    _desk_page(desk, _scan(desk, clinic["point"], AN, bhyt="1"))
+    monkeypatch.delenv("VNHIS_BHYT_GATEWAY_URL")  # the worker runs without the gateway's settings
+    assert queue.run_due(session_factory) == 1
+    (job,) = _retry_jobs(db_session)
+    assert (job.status, job.attempts, job.last_error) == ("done", 1, None)
+    check = _only_check(db_session)
+    assert (check.status, check.problem, check.attempts) == ("pending", "not_configured", 1)
+    box = _box(desk.get(f"/card-checks/{check.id}").get_data(as_text=True))
+    assert ("Hệ thống chưa được kết nối với cổng BHYT: thẻ chưa được xác minh — hãy tra cứu thủ công." in box
+            and "Chưa xác minh — tra cứu thủ công" in box)
+    assert queue.run_due(session_factory) == 0
 
 
 def test_an_expired_token_at_the_desk_is_renewed_without_the_receptionist_noticing(desk, clinic, db_session, sim):
