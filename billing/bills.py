@@ -92,10 +92,16 @@ def split_lines(charges: list[Charge]) -> list[Line]:
 
 @dataclass
 class BillView:
+    """A bill as computed now. `share` is the patient's share of this computation (the bill row keeps it
+    only when the computation was written, see `compute`)."""
+
     bill: Bill
+    encounter: Encounter
+    facility_level: str
     split: Split
     charges: list[Charge]
     unpriced: list[Charge]
+    share: Decimal
     advances: Decimal
     paid: Decimal
     refunded: Decimal
@@ -103,15 +109,22 @@ class BillView:
     @property
     def patient_due(self) -> Decimal:
         """What the patient still owes (negative: what the hospital owes back)."""
-        return self.bill.patient_share - self.advances - self.paid + self.refunded
+        return self.share - self.advances - self.paid + self.refunded
 
 
 def _paid(payments: list[Payment], kind: str) -> Decimal:
     return sum((p.amount for p in payments if p.kind == kind), ZERO)
 
 
+def _locked(session: Session, encounter: Encounter) -> Bill | None:
+    """The encounter's bill under a row lock, re-read: a payment committed meanwhile is seen."""
+    return session.scalar(select(Bill).where(Bill.encounter_id == encounter.id).with_for_update()
+                          .execution_options(populate_existing=True))
+
+
 def get_or_create(session: Session, actor: Actor, encounter: Encounter) -> Bill:
-    bill = session.scalar(select(Bill).where(Bill.encounter_id == encounter.id))
+    """The encounter's bill, locked until the transaction ends (payments on one bill are serialised)."""
+    bill = _locked(session, encounter)
     if bill is None:
         bill = Bill(encounter_id=encounter.id, patient_id=encounter.patient_id,
                     code=f"HD{next_number(session, 'bill'):06d}", status="open")
@@ -121,28 +134,62 @@ def get_or_create(session: Session, actor: Actor, encounter: Encounter) -> Bill:
     return bill
 
 
-def compute(session: Session, actor: Actor, encounter: Encounter, facility_level: str) -> BillView:
-    """Split the encounter's charges now and keep the totals on its bill (audited as a read of the bill)."""
-    bill = get_or_create(session, actor, encounter)
+def _view(session: Session, bill: Bill, encounter: Encounter, facility_level: str) -> BillView:
     charges = list(session.scalars(select(Charge).where(Charge.encounter_id == encounter.id)
                                    .order_by(Charge.service_at, Charge.id)))
     result = split.compute(split_lines(charges), facts_for(session, encounter, facility_level))
+    payments = list(session.scalars(select(Payment).where(Payment.bill_id == bill.id))) if bill.id else []
+    return BillView(bill, encounter, facility_level, result, charges, [c for c in charges if c.status == "unpriced"],
+                    whole_dong(result.patient), _paid(payments, "advance"), _paid(payments, "payment"),
+                    _paid(payments, "refund"))
+
+
+def _audit_read(session: Session, actor: Actor, view: BillView) -> None:
+    bill = view.bill
+    audit.record(session, actor, "billing.bill.read", bill if bill.id else None,
+                 {"encounter_id": view.encounter.id, "patient_id": view.encounter.patient_id,
+                  "total": str(view.split.cost), "patient_share": str(view.share), "rule": view.split.rule.code})
+
+
+def preview(session: Session, actor: Actor, encounter: Encounter, facility_level: str) -> BillView:
+    """The bill as it stands now, for a screen: nothing is written but the audit of the read (a bill not
+    opened yet is shown unsaved, without a code)."""
+    bill = session.scalar(select(Bill).where(Bill.encounter_id == encounter.id))
+    if bill is None:
+        bill = Bill(encounter_id=encounter.id, patient_id=encounter.patient_id, status="open")  # never added
+    view = _view(session, bill, encounter, facility_level)
+    _audit_read(session, actor, view)
+    return view
+
+
+def compute(session: Session, actor: Actor, encounter: Encounter, facility_level: str, *,
+            audited: bool = True) -> BillView:
+    """Lock the bill, split the encounter's charges now and keep the totals on it; settle or reopen it.
+    audited: write the read audit event (a payment that recomputes is audited as the payment)."""
+    bill = get_or_create(session, actor, encounter)
+    view = _view(session, bill, encounter, facility_level)
+    result = view.split
     bill.rule_code, bill.benefit_percent = result.rule.code, result.benefit
     bill.total, bill.insurer_pays = result.cost, result.insurer
     bill.patient_copay, bill.patient_self = result.copay, result.self_pay
-    bill.patient_share = whole_dong(result.patient)
+    bill.patient_share = view.share
     bill.computed_at = utcnow()
-    payments = list(bill.payments)
-    view = BillView(bill, result, charges, [c for c in charges if c.status == "unpriced"], _paid(payments, "advance"),
-                    _paid(payments, "payment"), _paid(payments, "refund"))
     if bill.status == "paid" and view.patient_due > 0:
         bill.status, bill.paid_at = "open", None  # a late charge reopens it
     elif encounter.status in CLOSED and bill.total != 0:
         settle(session, actor, view)  # nothing left for the patient to pay: settled as it stands
     session.flush()
-    audit.record(session, actor, "billing.bill.read", bill,
-                 {"encounter_id": encounter.id, "patient_id": encounter.patient_id, "total": str(bill.total),
-                  "patient_share": str(bill.patient_share), "rule": bill.rule_code})
+    if audited:
+        _audit_read(session, actor, view)
+    return view
+
+
+def relock(session: Session, actor: Actor, view: BillView) -> BillView:
+    """Bring a view up to date under the bill's lock, in place: what a payment must act on (the view
+    may come from a screen shown minutes ago, another desk may have been paid meanwhile)."""
+    fresh = compute(session, actor, view.encounter, view.facility_level, audited=False)
+    for name in ("bill", "split", "charges", "unpriced", "share", "advances", "paid", "refunded"):
+        setattr(view, name, getattr(fresh, name))
     return view
 
 

@@ -3,7 +3,7 @@ checked, wrapped in a GIAMDINHHS envelope kept on its claim row, signed into fil
 the gateway by the submission jobs (billing.submission), with a status per claim.
 
 A claim is rebuilt in place when the encounter is corrected (its version goes up when its tables
-change); a claim already accepted by the insurer is never rebuilt.
+change); a claim already accepted by the insurer, or queued or sent to the gateway, is not rebuilt.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from his.models.encounters import Encounter
 ADAPTERS = {"qd130": xml130, "4210": xml4210}
 CLOSED = ("finished", "discharged")
 FINAL = ("accepted",)
+IN_FLIGHT = ("queued", "sent")  # with the gateway: a rebuild would lose the submission being answered
 BATCH = 500
 _SIGNERS: dict[tuple[str, str], signing.Signer] = {}
 
@@ -60,7 +61,7 @@ def signer(config, settings: Settings) -> signing.Signer:
         if not Path(key).exists():
             signing.make_self_signed(folder)
     if (key, cert) not in _SIGNERS:
-        _SIGNERS[(key, cert)] = signing.load(key, cert)
+        _SIGNERS[(key, cert)] = signing.load(key, cert, settings.signing_key_passphrase)
     return _SIGNERS[(key, cert)]
 
 
@@ -112,7 +113,7 @@ def build(session: Session, actor: Actor, encounter_ids: list[int], fmt: str, se
     built = []
     for episode in claimdata.gather(session, encounter_ids, settings.facility_level):
         claim = existing.get(episode.encounter_id)
-        if claim is not None and claim.status in FINAL:
+        if claim is not None and (claim.status in FINAL or claim.status in IN_FLIGHT):
             continue
         rows = adapter.tables(episode, settings.facility_code, settings.head_id, made_on)
         problems = _encounter_problems(episode, statuses[episode.encounter_id])
@@ -136,17 +137,31 @@ def _store(session: Session, claim: Claim | None, episode, fmt: str, envelope: b
                       attempts=0)
         session.add(claim)
     elif changed:
+        # A new version is a new submission (a new request id); the last one's record (gateway reference,
+        # verdict, times) stays until that is sent.
         claim.version += 1
-        claim.gateway_ref = claim.gateway_message = claim.sent_at = claim.answered_at = None
         claim.attempts = 0
     claim.ended_at = episode.ended_at
     claim.total, claim.insurer_pays = episode.total("cost"), episode.total("insurer")
     # zlib: a month of claims is gigabytes of base64 text otherwise (6–8 × smaller, ~0.2 ms a claim).
     claim.content, claim.file_sha256, claim.built_at = zlib.compress(envelope, 1), digest, utcnow()
     claim.errors = [p.to_dict() for p in problems]
-    if changed or claim.status not in ("queued", "sent"):
+    if changed or claim.status != "rejected":  # unchanged, a rejected claim would be rejected again
         claim.status = "invalid" if problems else "valid"
     return claim
+
+
+def check_rebuildable(claim: Claim) -> None:
+    """Refuse to touch a claim the insurer has accepted or the gateway is handling."""
+    if claim.status in FINAL:
+        raise ClaimError("final", _l("Claim %(key)s was accepted by the insurer; it cannot be rebuilt.",
+                                     key=claim.link_key))
+    if claim.status == "queued":
+        raise ClaimError("in_flight", _l("Claim %(key)s is queued for the insurer's gateway; it can be rebuilt "
+                                         "once the gateway has answered.", key=claim.link_key))
+    if claim.status == "sent":
+        raise ClaimError("in_flight", _l("Claim %(key)s was sent to the insurer's gateway; it can be rebuilt "
+                                         "once the gateway has answered.", key=claim.link_key))
 
 
 def file_name(claim: Claim) -> str:

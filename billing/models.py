@@ -38,7 +38,7 @@ CHARGE_SOURCES = ("order", "dispense", "bed_day", "adjustment")
 CHARGE_STATUSES = ("priced", "unpriced")
 PAYMENT_KINDS = ("payment", "advance", "refund")
 PAYMENT_METHODS = ("cash", "qr", "card")
-BANK_STATUSES = ("applied", "held", "unmatched")
+BANK_STATUSES = ("applied", "held", "unmatched", "refunded", "dismissed")
 CLAIM_FORMATS = ("qd130", "4210")
 CLAIM_STATUSES = ("invalid", "valid", "queued", "sent", "accepted", "rejected", "failed")
 
@@ -216,6 +216,9 @@ class BankTransaction(Base):
     raw: Mapped[dict]
     resolved_at: Mapped[datetime | None]
     resolved_by: Mapped[int | None]
+    resolution_note: Mapped[str | None] = mapped_column(Text)  # why a person refunded or dismissed it
+
+    bill: Mapped[Bill | None] = relationship()
 
 
 class Claim(Base):

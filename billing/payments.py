@@ -27,6 +27,7 @@ from core.db import utcnow
 
 APPROVAL_RE = re.compile(r"^[0-9A-Z]{6}$")
 TERMINAL_RE = re.compile(r"^[0-9A-Z]{4,16}$")
+AMOUNT_RE = re.compile(r"\d+|\d{1,3}(\.\d{3})+")
 
 
 class PaymentError(ValueError):
@@ -39,15 +40,13 @@ class PaymentError(ValueError):
 
 
 def _amount(raw) -> Decimal:
-    """A typed amount in đồng ("1.250.000", "1250000 ₫") or a Decimal."""
+    """A typed amount in đồng ("1.250.000", "1250000 ₫") or a Decimal. A dot only groups thousands:
+    "120000.5" is refused, not read as 1.200.005."""
     if isinstance(raw, Decimal | int):
         value = Decimal(raw)
     else:
-        text = str(raw if raw is not None else "").strip().replace(" ", "").replace(".", "").replace("₫", "")
-        try:
-            value = Decimal(text.replace(",", "."))
-        except ArithmeticError:
-            value = Decimal(0)
+        text = str(raw if raw is not None else "").strip().replace(" ", "").replace("₫", "")
+        value = Decimal(text.replace(".", "")) if AMOUNT_RE.fullmatch(text) else Decimal(0)
     if not value.is_finite() or value <= 0 or value != value.to_integral_value():
         raise PaymentError("bad_amount", "amount", _l("Enter an amount in whole đồng greater than 0."))
     return money(value)
@@ -154,6 +153,7 @@ def take_payment(session: Session, actor: Actor, view: BillView, method: str, am
         raise PaymentError("bad_method", "method", _l("Choose cash or card."))
     shift = _shift_or_error(session, actor)
     slip = _card_slip(method, card_approval_code, card_terminal)
+    bills.relock(session, actor, view)
     _check_settleable(view)
     value = _amount(view.patient_due if amount in (None, "") else amount)
     if value > view.patient_due:
@@ -184,12 +184,15 @@ def take_advance(session: Session, actor: Actor, view: BillView, method: str, am
         raise PaymentError("bad_method", "method", _l("Choose cash or card."))
     shift = _shift_or_error(session, actor)
     slip = _card_slip(method, card_approval_code, card_terminal)
-    return _record(session, actor, view, "advance", method, _amount(amount), shift, **slip)
+    value = _amount(amount)
+    bills.relock(session, actor, view)
+    return _record(session, actor, view, "advance", method, value, shift, **slip)
 
 
 def refund(session: Session, actor: Actor, view: BillView, amount=None) -> Payment:
     """Give back, in cash, what the patient paid beyond the bill (an advance larger than the share)."""
     shift = _shift_or_error(session, actor)
+    bills.relock(session, actor, view)
     if view.unpriced:
         _check_settleable(view)
     owed_back = -view.patient_due
@@ -202,5 +205,6 @@ def refund(session: Session, actor: Actor, view: BillView, amount=None) -> Payme
 
 
 def record_transfer(session: Session, actor: Actor, view: BillView, txn: BankTransaction) -> Payment:
-    """A QR transfer the bank confirmed for exactly what was due (billing.bank decides that)."""
+    """A QR transfer the bank confirmed; billing.bank has locked and recomputed the bill and decided that
+    the amount is not more than what is due."""
     return _record(session, actor, view, "payment", "qr", txn.amount, None, bank_transaction_id=txn.id)

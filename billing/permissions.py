@@ -9,4 +9,6 @@ declare("billing.payment.take", _l("Take payments and refunds"), ["cashier"], "b
 declare("billing.claim.export", _l("Check and export BHYT claims"), ["insurance_officer"], "billing")
 declare("billing.claim.submit", _l("Submit BHYT claims to the insurer"), ["insurance_officer"], "billing")
 declare("billing.charge.adjust", _l("Add manual adjustments to a bill"), ["cashier"], "billing")
-declare("billing.bank.review", _l("Review bank credits and reconciliation"), ["cashier"], "billing")
+# Resolving a held or unmatched credit moves money onto a bill: the cashiers' desk (its supervisor) and admins.
+declare("billing.bank.review", _l("Review and resolve bank credits (reconciliation)"), ["cashier", "admin"],
+        "billing")

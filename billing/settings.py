@@ -20,6 +20,7 @@ class Settings:
     webhook_secret: str | None
     signing_key: str | None  # PEM files of the facility's signing key and certificate
     signing_cert: str | None
+    signing_key_passphrase: str | None = None  # of an encrypted signing key
 
 
 def _match(name: str, value: str | None, pattern: str, what: str) -> str | None:
@@ -49,4 +50,5 @@ def load(config) -> Settings:
         webhook_secret=secret,
         signing_key=get("VNHIS_BILLING_SIGNING_KEY"),
         signing_cert=get("VNHIS_BILLING_SIGNING_CERT"),
+        signing_key_passphrase=get("VNHIS_BILLING_SIGNING_KEY_PASSPHRASE"),
     )

@@ -27,6 +27,9 @@ from core.config import ConfigError
 class Signer:
     key: object
     cert_pem: bytes
+    key_path: str
+    cert_path: str
+    passphrase: str | None = None
 
     def sign(self, envelope: bytes) -> bytes:
         root = etree.fromstring(envelope, parser=etree.XMLParser(huge_tree=True))
@@ -37,24 +40,28 @@ class Signer:
         return etree.tostring(signed, xml_declaration=True, encoding="utf-8")
 
     def __reduce__(self):
-        """Pickled as PEM, for the export's worker processes (a key object itself cannot be pickled)."""
-        pem = self.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                     serialization.NoEncryption())
-        return _from_pem, (pem, self.cert_pem)
+        """Pickled as its paths, for the export's worker processes: each loads the key from its file
+        (a key object cannot be pickled, and the unencrypted key must not travel through pipes)."""
+        return load, (self.key_path, self.cert_path, self.passphrase)
 
 
-def _from_pem(key_pem: bytes, cert_pem: bytes) -> Signer:
-    return Signer(serialization.load_pem_private_key(key_pem, password=None), cert_pem)
-
-
-def load(key_path: str, cert_path: str) -> Signer:
+def load(key_path: str, cert_path: str, passphrase: str | None = None) -> Signer:
+    """passphrase: of an encrypted PEM key (VNHIS_BILLING_SIGNING_KEY_PASSPHRASE)."""
     try:
-        key = serialization.load_pem_private_key(Path(key_path).read_bytes(), password=None)
+        key = serialization.load_pem_private_key(Path(key_path).read_bytes(),
+                                                 password=passphrase.encode() if passphrase else None)
         cert = Path(cert_path).read_bytes()
         x509.load_pem_x509_certificate(cert)
+    except TypeError:  # cryptography's answer to a password missing for an encrypted key, or given for a plain one
+        need = "unset" if passphrase else "set"
+        state = "not encrypted" if passphrase else "encrypted"
+        raise ConfigError(f"the claim signing key {key_path} is {state}: {need} VNHIS_BILLING_SIGNING_KEY_PASSPHRASE"
+                          ) from None
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot load the claim signing key/certificate ({key_path}, {cert_path}): {exc}") from None
-    return Signer(key, cert)
+        reason = " ".join(str(exc).split())
+        raise ConfigError(f"cannot load the claim signing key/certificate ({key_path}, {cert_path}): {reason}"
+                          ) from None
+    return Signer(key, cert, key_path, cert_path, passphrase)
 
 
 def make_self_signed(directory: Path, common_name: str = "vnhis development") -> tuple[Path, Path]:

@@ -32,7 +32,9 @@ SUBMIT_JOB = "billing.claims.submit"
 POLL_JOB = "billing.claims.poll"
 MAX_TRIES = 6
 POLL_DELAY = timedelta(seconds=30)
-SENDABLE = ("valid", "failed", "rejected")
+# Not "rejected": its request id (claim id and version) would get the cached rejection; a rebuild that
+# changes its tables bumps the version and makes it valid again.
+SENDABLE = ("valid", "failed")
 SYSTEM = Actor.system("billing.submission")
 
 

@@ -4,6 +4,8 @@ advances and refunds, the shift and its closing report; the bank webhook and the
 
 from __future__ import annotations
 
+import logging
+import time as clock
 from datetime import datetime, time, timedelta
 
 from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
@@ -14,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
 from billing import bank, bills, charges, payments, vietqr
+from billing.bank import ResolveError
 from billing.charges import ChargeError
 from billing.models import BankTransaction, Bill, Charge, Payment
 from billing.payments import PaymentError
@@ -25,6 +28,9 @@ from core.web.security import csrf, public, require
 from his.models.encounters import Encounter
 from his.models.patients import Patient
 from his.stock import format_quantity
+from his.text import fold
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("billing_cashier", __name__, template_folder="../templates", static_folder="../static",
                static_url_path="/billing/static")
@@ -35,13 +41,17 @@ BILL_STATUS = {"open": _l("Unpaid"), "paid": _l("Paid")}
 PAYMENT_KIND = {"payment": _l("Payment"), "advance": _l("Advance payment"), "refund": _l("Refund")}
 METHOD = {"cash": _l("Cash"), "qr": _l("QR transfer"), "card": _l("Card")}
 HOLD = {"amount_mismatch": _l("Amount differs from the bill"), "already_paid": _l("Bill already paid"),
-        "unpriced_charges": _l("Charges without a price")}
+        "unpriced_charges": _l("Charges without a price"), "wrong_account": _l("Credited to another account")}
+RESOLUTION = {"refunded": _l("Refunded to the payer"), "dismissed": _l("Dismissed")}
+BAD_SIGNATURE_AUDIT_EVERY = 60.0  # seconds
+_bad_signatures = {"audited_at": None, "since": 0}
 
 
 @bp.app_context_processor
 def _labels():
     return {"bill_status": lambda s: BILL_STATUS.get(s, s), "payment_kind": lambda s: PAYMENT_KIND.get(s, s),
             "payment_method": lambda s: METHOD.get(s, s), "hold_reason": lambda s: HOLD.get(s, s or ""),
+            "resolution": lambda s: RESOLUTION.get(s, s),
             "quantity": format_quantity}
 
 
@@ -53,15 +63,26 @@ def _encounter_or_404(encounter_id: int) -> Encounter:
 
 
 def _view(encounter: Encounter) -> bills.BillView:
+    """For a screen (GET): computed now, nothing written but the audit of the read."""
+    return bills.preview(db_session(), current_actor(), encounter, conf().facility_level)
+
+
+def _updated(encounter: Encounter) -> bills.BillView:
+    """For a POST: bed days charged up to now, the bill locked, recomputed and kept (settled when balanced)."""
     if encounter.kind in bills.INPATIENT_KINDS and encounter.status == "admitted":
-        charges.charge_bed_days(db_session(), current_actor(), encounter)  # days up to now
+        charges.charge_bed_days(db_session(), current_actor(), encounter)
     return bills.compute(db_session(), current_actor(), encounter, conf().facility_level)
 
 
-def _qr_text(view: bills.BillView) -> str | None:
+def _qr_possible(view: bills.BillView) -> bool:
     settings = conf()
-    if not (settings.bank_bin and settings.bank_account) or view.patient_due <= 0 or view.unpriced:
+    return bool(settings.bank_bin and settings.bank_account) and view.patient_due > 0 and not view.unpriced
+
+
+def _qr_text(view: bills.BillView) -> str | None:
+    if not (view.bill.code and _qr_possible(view)):
         return None
+    settings = conf()
     return vietqr.payload(settings.bank_bin, settings.bank_account, view.patient_due, bank.reference_of(view.bill),
                           merchant_name=settings.merchant_name)
 
@@ -74,8 +95,10 @@ def desk():
     stmt = (select(Encounter).options(selectinload(Encounter.patient)).join(Patient)
             .order_by(Encounter.started_at.desc()))
     if query:
-        folded = f"%{query.lower()}%"
-        stmt = stmt.where(or_(Encounter.code == query, Patient.code == query, Patient.name_folded.like(folded)))
+        # A prefix of the folded name ("Nguyễn" finds "nguyen van an"), LIKE wildcards typed taken literally.
+        prefix = fold(query).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        stmt = stmt.where(or_(Encounter.code == query, Patient.code == query,
+                              Patient.name_folded.like(prefix, escape="\\")))
     else:
         stmt = stmt.join(Bill, Bill.encounter_id == Encounter.id)
     rows = sess.scalars(stmt.limit(50)).all()
@@ -92,11 +115,30 @@ def bill(encounter_id: int):
     view = _view(encounter)
     return render_template("billing/bill.html", encounter=encounter, view=view,
                            shift=payments.current_shift(db_session(), current_actor()),
-                           qr_ready=_qr_text(view) is not None)
+                           qr_ready=_qr_possible(view))
 
 
 def _back(encounter_id: int):
     return redirect(url_for(".bill", encounter_id=encounter_id))
+
+
+@bp.post("/billing/encounters/<int:encounter_id>/update")
+@require(TAKE)
+def update(encounter_id: int):
+    """Open or bring the bill up to date (bed days so far); a bill with nothing left to pay is settled."""
+    _updated(_encounter_or_404(encounter_id))
+    db_session().commit()
+    flash(_("The bill is up to date."), "success")
+    return _back(encounter_id)
+
+
+@bp.post("/billing/encounters/<int:encounter_id>/qr")
+@require(TAKE)
+def choose_qr(encounter_id: int):
+    """The cashier chooses QR: the bill is opened (its code is the transfer reference) and brought up to date."""
+    view = _updated(_encounter_or_404(encounter_id))
+    db_session().commit()
+    return redirect(url_for(".qr", bill_id=view.bill.id))
 
 
 @bp.post("/billing/encounters/<int:encounter_id>/pay")
@@ -106,7 +148,7 @@ def pay(encounter_id: int):
     encounter = _encounter_or_404(encounter_id)
     kind, method = form.get("kind", "payment"), form.get("method", "cash")
     try:
-        view = _view(encounter)
+        view = _updated(encounter)
         slip = {"card_approval_code": form.get("card_approval_code"), "card_terminal": form.get("card_terminal")}
         if kind == "advance":
             payment = payments.take_advance(sess, current_actor(), view, method, form.get("amount"), **slip)
@@ -213,22 +255,38 @@ def shift():
 def bank_notify():
     """The bank's credit notification: signed, recorded once, applied or held. 2xx only after the commit."""
     sess, body = db_session(), request.get_data(cache=False)
-    if not bank.verify(conf().webhook_secret, body, request.headers.get(bank.SIGNATURE_HEADER)):
+    signature = request.headers.get(bank.SIGNATURE_HEADER)
+    if not bank.verify(conf().webhook_secret, body, signature):
         sess.rollback()
-        audit.record(sess, BANK, "billing.bank.bad_signature", None, {"ip": request.remote_addr, "bytes": len(body)})
-        sess.commit()
+        _bad_signature(sess, signature, len(body))
         return jsonify(error={"code": "bad_signature", "message": "signature missing or invalid"}), 401
     try:
         note, raw = bank.parse(body)
     except bank.NotificationError as exc:
         return jsonify(error={"code": "malformed", "message": str(exc)}), 400
-    txn, new = bank.receive(sess, BANK, note, raw, conf().facility_level)
+    txn, new = bank.receive(sess, BANK, note, raw, conf().facility_level, conf().bank_account)
     try:
         sess.commit()
     except IntegrityError:  # the same notification committed by a parallel delivery a moment ago
         sess.rollback()
         txn, new = sess.scalar(select(BankTransaction).where(BankTransaction.bank_txn_id == note.transaction_id)), False
     return jsonify(status=txn.status, hold_reason=txn.hold_reason, duplicate=not new), 200
+
+
+def _bad_signature(sess, signature: str | None, size: int) -> None:
+    """Every refusal is logged and counted; the audit chain gets at most one event a minute, and only for a
+    well-formed signature (a wrong key at the bank or a forger who knows the protocol). Anyone can post here
+    without logging in, so auditing each request would let a flood fill the chain."""
+    _bad_signatures["since"] += 1
+    log.warning("bank webhook: bad signature from %s (%d bytes, %d since the last audit)", request.remote_addr,
+                size, _bad_signatures["since"])
+    now, last = clock.monotonic(), _bad_signatures["audited_at"]
+    if not bank.well_formed(signature) or (last is not None and now - last < BAD_SIGNATURE_AUDIT_EVERY):
+        return
+    audit.record(sess, BANK, "billing.bank.bad_signature", None,
+                 {"ip": request.remote_addr, "bytes": size, "refused_since_last": _bad_signatures["since"]})
+    sess.commit()
+    _bad_signatures["audited_at"], _bad_signatures["since"] = now, 0
 
 
 @bp.get("/billing/bank")
@@ -242,3 +300,26 @@ def reconciliation():
     start = datetime.combine(day, time.min, tzinfo=tz)
     report = bank.reconcile(db_session(), current_actor(), start, start + timedelta(days=1))
     return render_template("billing/reconciliation.html", report=report, day=day)
+
+
+@bp.post("/billing/bank/<int:txn_id>/resolve")
+@require(REVIEW)
+def resolve(txn_id: int):
+    """A held or unmatched credit: apply it to a bill, record its refund, or dismiss it with a reason."""
+    sess, form = db_session(), request.form
+    txn = sess.get(BankTransaction, txn_id) or abort(404)
+    code = (form.get("bill") or "").strip().upper()
+    target = sess.scalar(select(Bill).where(Bill.code == code)) if code else None
+    day = txn.credited_at.astimezone(config().tz).date().isoformat()
+    try:
+        if code and target is None:
+            raise ResolveError("no_bill", _l("No bill has the code %(code)s.", code=code))
+        bank.resolve(sess, current_actor(), txn, form.get("action", ""), target, form.get("reason"),
+                     facility_level=conf().facility_level)
+        sess.commit()
+    except ResolveError as exc:
+        sess.rollback()
+        flash(str(exc), "error")
+    else:
+        flash(_("Credit %(txn)s resolved.", txn=txn.bank_txn_id), "success")
+    return redirect(url_for(".reconciliation", day=day))

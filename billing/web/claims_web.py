@@ -1,5 +1,6 @@
 """The insurance officer's screens: the claims of a date range with their status and precise errors,
-build (check and sign) them again after corrections, download a file, queue the range for the gateway."""
+build and check them again after corrections, download a file (signed then, as files sent by the jobs are),
+queue the range for the gateway."""
 
 from __future__ import annotations
 
@@ -83,7 +84,7 @@ def build():
         flash(str(exc), "error")
         return _back(start, end, fmt)
     bad = sum(bool(b.problems) for b in built)
-    flash(_("%(n)d claim(s) checked and signed, %(bad)d with errors.", n=len(built), bad=bad),
+    flash(_("%(n)d claim(s) built and checked, %(bad)d with errors.", n=len(built), bad=bad),
           "warning" if bad else "success")
     return _back(start, end, fmt)
 
@@ -106,11 +107,12 @@ def detail(claim_id: int):
     claim = sess.get(Claim, claim_id) or abort(404)
     if request.method == "POST":
         try:
+            claims.check_rebuildable(claim)
             claims.set_supplement(sess, current_actor(), claim, request.form.get("weight_kg"),
                                   request.form.get("blood_group"))
             claims.build(sess, current_actor(), [claim.encounter_id], claim.format, conf())
             sess.commit()
-            flash(_("Saved; the claim was checked and signed again."), "success")
+            flash(_("Saved; the claim was built and checked again."), "success")
         except (ClaimError, ConfigError) as exc:
             sess.rollback()
             flash(str(exc), "error")

@@ -144,7 +144,8 @@ def upgrade() -> None:
     sa.Column('raw', JSONType, nullable=False),
     sa.Column('resolved_at', Ts, nullable=True),
     sa.Column('resolved_by', sa.Integer(), nullable=True),
-    sa.CheckConstraint("status IN ('applied', 'held', 'unmatched')", name=op.f('ck_billing_bank_transactions_status')),
+    sa.Column('resolution_note', sa.Text(), nullable=True),
+    sa.CheckConstraint("status IN ('applied', 'held', 'unmatched', 'refunded', 'dismissed')", name=op.f('ck_billing_bank_transactions_status')),
     sa.ForeignKeyConstraint(['bill_id'], ['billing_bills.id'], name=op.f('fk_billing_bank_transactions_bill_id_billing_bills')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_billing_bank_transactions')),
     sa.UniqueConstraint('bank_txn_id', name=op.f('uq_billing_bank_transactions_bank_txn_id'))

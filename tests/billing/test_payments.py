@@ -147,3 +147,21 @@ def test_signatures_and_malformed_notifications():
                 b'{"transaction_id": "FT9", "account": "1", "amount": 5, "credited_at": "2026-12-02T08:00:00"}'):
         with pytest.raises(bank.NotificationError):
             bank.parse(bad)
+
+
+def test_a_dot_only_groups_thousands_in_a_typed_amount(db_session, visit, cashier):
+    encounter = visit["encounter"]
+    _charge(db_session, encounter, "CT", "CT sọ não", 1, 600000, group=2)
+    payments.open_shift(db_session, cashier)
+    view = bills.compute(db_session, cashier, encounter, LEVEL)
+    audits = _count(db_session, AuditEvent)
+    for typed in ("120000.5", "12.00", "1.2345", "120,5", "12.000.00", "abc"):
+        with pytest.raises(PaymentError) as err:
+            payments.take_payment(db_session, cashier, view, "cash", typed)
+        assert (err.value.code, str(err.value)) == (
+            "bad_amount", "Enter an amount in whole đồng greater than 0."), typed
+    assert (_count(db_session, Payment), _count(db_session, AuditEvent), view.bill.status) == (0, audits, "open")
+    assert [payments._amount(t) for t in ("120.000", "120000", "120 000 ₫", "1.250.000")] == [
+        D("120000"), D("120000"), D("120000"), D("1250000")]
+    paid = payments.take_payment(db_session, cashier, view, "cash", "120.000")
+    assert (paid.amount, view.bill.status) == (D("120000.00"), "paid")

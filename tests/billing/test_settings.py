@@ -48,3 +48,40 @@ def test_card_problems():
     assert str(bills.card_problem(_encounter("0123456789", level=None), day)) == \
         "The card's benefit level is not known: check the card on the portal."
     assert str(bills.card_problem(SimpleNamespace(bhyt_card=None), day)) == "No BHYT card on the encounter."
+
+
+def _encrypted_key(tmp_path, passphrase: bytes):
+    from cryptography.hazmat.primitives import serialization
+
+    from billing import signing
+
+    key_path, cert_path = signing.make_self_signed(tmp_path)
+    key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.BestAvailableEncryption(passphrase)))
+    return str(key_path), str(cert_path)
+
+
+def test_an_encrypted_signing_key_needs_its_passphrase(tmp_path):
+    import pickle
+
+    from billing import signing
+
+    key, cert = _encrypted_key(tmp_path, b"cum-tu-bi-mat")
+    conf = _load(tmp_path, VNHIS_BILLING_SIGNING_KEY=key, VNHIS_BILLING_SIGNING_CERT=cert,
+                 VNHIS_BILLING_SIGNING_KEY_PASSPHRASE="cum-tu-bi-mat")
+    assert conf.signing_key_passphrase == "cum-tu-bi-mat"
+    with pytest.raises(ConfigError) as err:
+        signing.load(key, cert)
+    assert str(err.value) == f"the claim signing key {key} is encrypted: set VNHIS_BILLING_SIGNING_KEY_PASSPHRASE"
+    with pytest.raises(ConfigError) as err:
+        signing.load(key, cert, "sai")
+    assert str(err.value).startswith(f"cannot load the claim signing key/certificate ({key}, {cert}): ")
+    assert "\n" not in str(err.value)
+    signer = signing.load(key, cert, conf.signing_key_passphrase)
+    envelope = b"<GIAMDINHHS><CHUKYDONVI/></GIAMDINHHS>"
+    assert b"SignatureValue" in signer.sign(envelope)
+    # The export's worker processes get the paths, never the key itself, and load it from its file.
+    pickled = pickle.dumps(signer)
+    assert b"PRIVATE KEY" not in pickled and key.encode() in pickled
+    assert b"SignatureValue" in pickle.loads(pickled).sign(envelope)  # noqa: S301 (our own pickle)

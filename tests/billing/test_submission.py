@@ -111,3 +111,56 @@ def test_a_claim_the_portal_refuses_is_rejected_with_its_reason(db_session, sim,
             break
     assert claim.status == "rejected"
     assert claim.gateway_message
+
+
+def _rebuild(db_session, claim):
+    return claims.build(db_session, SYSTEM, [claim.encounter_id], "qd130", settings_for_tests())
+
+
+def test_a_claim_with_the_gateway_is_not_rebuilt(db_session, sim, ready):
+    batch, claim, sign = ready
+    with pytest.raises(claims.ClaimError) as err:
+        claims.check_rebuildable(claim)
+    assert str(err.value) == (f"Claim {claim.link_key} is queued for the insurer's gateway; it can be rebuilt "
+                              "once the gateway has answered.")
+    version, digest = claim.version, claim.file_sha256
+    claims.set_supplement(db_session, SYSTEM, claim, weight_kg="61")  # a correction while queued
+    assert _rebuild(db_session, claim) == []
+    assert (claim.status, claim.version, claim.file_sha256, claim.batch_id) == ("queued", version, digest, batch.id)
+    submission.send_batch(db_session, batch, _client(sim), sign)
+    receipt = claim.gateway_ref
+    assert (_rebuild(db_session, claim), claim.status, claim.gateway_ref, claim.version) == (
+        [], "sent", receipt, version)
+    with pytest.raises(claims.ClaimError) as err:
+        claims.check_rebuildable(claim)
+    assert str(err.value) == (f"Claim {claim.link_key} was sent to the insurer's gateway; it can be rebuilt "
+                              "once the gateway has answered.")
+
+
+def test_a_rejected_claim_is_sent_again_only_as_a_new_version(db_session, sim, ready):
+    batch, claim, sign = ready
+
+    class Unsigned:
+        def sign(self, envelope):
+            return envelope
+
+    submission.send_batch(db_session, batch, _client(sim), Unsigned())
+    for _ in range(5):
+        if not submission.poll_batch(db_session, batch, _client(sim)):
+            break
+    assert claim.status == "rejected"
+    verdict, receipt, answered = claim.gateway_message, claim.gateway_ref, claim.answered_at
+    day = today_local()
+    span = (day - timedelta(days=1), day + timedelta(days=1), "qd130")
+    assert submission.queue_batch(db_session, SYSTEM, *span).claim_count == 0  # the same request id: refused again
+    version = claim.version
+    _rebuild(db_session, claim)  # nothing changed: still rejected, still not sendable
+    assert (claim.status, claim.version) == ("rejected", version)
+    assert submission.queue_batch(db_session, SYSTEM, *span).claim_count == 0
+    claims.check_rebuildable(claim)
+    claims.set_supplement(db_session, SYSTEM, claim, weight_kg="62")
+    _rebuild(db_session, claim)
+    assert (claim.status, claim.version, claim.attempts) == ("valid", version + 1, 0)
+    assert (claim.gateway_message, claim.gateway_ref, claim.answered_at) == (verdict, receipt, answered)
+    again = submission.queue_batch(db_session, SYSTEM, *span)
+    assert (again.claim_count, claim.status, claim.batch_id) == (1, "queued", again.id)

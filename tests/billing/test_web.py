@@ -31,6 +31,13 @@ def client(app):
     return app.test_client()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_bad_signature_throttle(monkeypatch):
+    from billing.web import cashier
+
+    monkeypatch.setattr(cashier, "_bad_signatures", {"audited_at": None, "since": 0})
+
+
 def _count(session, model):
     return session.scalar(select(func.count()).select_from(model))
 
@@ -59,11 +66,17 @@ def test_the_webhook_checks_the_signature_and_applies_once(client, db_session, v
     assert forged.get_json()["error"]["code"] == "bad_signature"
     unsigned = client.post("/billing/bank/notify", data=b"{}", content_type="application/json")
     assert unsigned.status_code == 401
+    garbled = client.post("/billing/bank/notify", data=b"{}", content_type="application/json",
+                          headers={bank.SIGNATURE_HEADER: "chữ ký giả"})  # non-ASCII: refused, not a 500
+    assert (garbled.status_code, garbled.get_json()["error"]["code"]) == (401, "bad_signature")
+    forged_again = _notify(client, "FT100", 120000, reference, secret="y" * 32)
+    assert forged_again.status_code == 401
     assert (_count(db_session, BankTransaction), _count(db_session, Payment)) == (0, 0)
     db_session.expire_all()
     assert db_session.get(Bill, bill.id).status == "open"
-    assert _count(db_session, AuditEvent.__table__.select().where(AuditEvent.action == "billing.bank.bad_signature")
-                  .subquery()) == 2
+    # Only the first well-formed forged signature reaches the audit chain (one a minute, none for junk).
+    audited = db_session.scalars(select(AuditEvent).where(AuditEvent.action == "billing.bank.bad_signature")).all()
+    assert [e.detail["refused_since_last"] for e in audited] == [1]
 
     first = _notify(client, "FT101", 120000, f"THANH TOAN {reference}")
     assert (first.status_code, first.get_json()) == (200, {"status": "applied", "hold_reason": None,
@@ -142,12 +155,12 @@ def test_the_officers_claims_screen(client, db_session, clinic, make_user):
     assert "1 lượt khám đã kết thúc chưa có hồ sơ" in listing
     built = client.post("/billing/claims/build", data={"csrf_token": csrf}, follow_redirects=True)
     text = built.get_data(as_text=True)
-    assert "Đã kiểm tra và ký số 1 hồ sơ, 1 hồ sơ có lỗi." in text
+    assert "Đã lập và kiểm tra 1 hồ sơ, 1 hồ sơ có lỗi." in text
     assert "CAN_NANG" in text and "trường bắt buộc đang trống" in text
     claim = db_session.scalar(select(Claim))
     fixed = client.post(f"/billing/claims/{claim.id}", data={"csrf_token": csrf, "weight_kg": "58"},
                         follow_redirects=True)
-    assert "Đã lưu; hồ sơ đã được kiểm tra và ký số lại." in fixed.get_data(as_text=True)
+    assert "Đã lưu; hồ sơ đã được lập và kiểm tra lại." in fixed.get_data(as_text=True)
     db_session.expire_all()
     claim = db_session.get(Claim, claim.id)
     assert (claim.status, claim.errors) == ("valid", [])
@@ -158,3 +171,82 @@ def test_the_officers_claims_screen(client, db_session, clinic, make_user):
     assert "Đã xếp 1 hồ sơ chờ gửi cổng giám định." in queued.get_data(as_text=True)
     db_session.expire_all()
     assert db_session.get(Claim, claim.id).status == "queued"
+    refused = client.post(f"/billing/claims/{claim.id}", data={"csrf_token": csrf, "weight_kg": "59"},
+                          follow_redirects=True).get_data(as_text=True)
+    assert f"Hồ sơ {claim.link_key} đang chờ gửi cổng giám định" in refused
+    db_session.expire_all()
+    claim = db_session.get(Claim, claim.id)
+    assert (claim.status, claim.supplement["weight_kg"]) == ("queued", "58.00")
+
+
+def _csrf(client, path):
+    return client.get(path).get_data(as_text=True).split('name="csrf_token" value="')[1].split('"')[0]
+
+
+def test_showing_a_bill_writes_nothing_but_the_audit(client, db_session, clinic, make_user):
+    from tests.billing.conftest import make_visit
+    from tests.billing.test_payments import _charge
+
+    made = make_visit(db_session, clinic, name="Nguyễn Văn An")
+    encounter = made["encounter"]
+    encounter.status = "finished"
+    _charge(db_session, encounter, "KB", "Khám bệnh", 1, 30500, group=13)  # under the threshold: fully covered
+    db_session.commit()
+    make_user("thungan.an", "cashier")
+    login(client, "thungan.an")
+    page = client.get(f"/billing/encounters/{encounter.id}").get_data(as_text=True).replace("\xa0", " ")
+    assert 'id="bill-due">0 ₫' in page and "(chưa mở)" in page
+    assert (_count(db_session, Bill), _count(db_session, Payment)) == (0, 0)  # not opened, not settled on a GET
+    db_session.commit()
+    assert db_session.scalar(select(func.count()).select_from(AuditEvent)
+                             .where(AuditEvent.action == "billing.bill.read")) == 1
+    assert db_session.scalar(select(func.count()).select_from(AuditEvent)
+                             .where(AuditEvent.action == "billing.bill.paid")) == 0
+    csrf = _csrf(client, f"/billing/encounters/{encounter.id}")
+    client.post(f"/billing/encounters/{encounter.id}/update", data={"csrf_token": csrf})
+    db_session.expire_all()
+    assert db_session.scalar(select(Bill.status)) == "paid"
+
+
+def test_the_desk_finds_a_patient_by_a_name_prefix(client, db_session, clinic, make_user):
+    from tests.billing.conftest import make_visit
+
+    found = make_visit(db_session, clinic, name="Nguyễn Văn An")["encounter"]
+    other = make_visit(db_session, clinic, card="DN4010123456780", name="Trần Nguyên")["encounter"]
+    db_session.commit()
+    make_user("thungan.an", "cashier")
+    login(client, "thungan.an")
+    for query in ("Nguyễn", "nguyen van", "NGUYỄN V"):
+        page = client.get("/billing", query_string={"q": query}).get_data(as_text=True)
+        assert found.code in page and other.code not in page, query
+    for query in ("%", "_guyen", "guyen"):
+        page = client.get("/billing", query_string={"q": query}).get_data(as_text=True)
+        assert found.code not in page and other.code not in page, query
+
+
+def test_a_held_credit_is_resolved_from_the_reconciliation(client, db_session, visit, make_user):
+    bill = _bill_with_ct(db_session, visit)
+    _notify(client, "FT400", 100000, bank.reference_of(bill))
+    txn = db_session.scalar(select(BankTransaction))
+    make_user("giamdinh.lan", "insurance_officer")
+    officer = client.application.test_client()
+    login(officer, "giamdinh.lan")
+    csrf = _csrf(officer, "/billing/claims")
+    assert officer.post(f"/billing/bank/{txn.id}/resolve", data={"csrf_token": csrf, "action": "dismiss",
+                                                                  "reason": "x"}).status_code == 403
+    make_user("thungan.binh", "cashier")
+    login(client, "thungan.binh")
+    page = client.get("/billing/bank").get_data(as_text=True)
+    assert 'id="resolve-FT400"' in page and "Xử lý" in page
+    csrf = _csrf(client, "/billing/bank")
+    assert client.post(f"/billing/bank/{txn.id}/resolve", data={"action": "dismiss", "reason": "x"}).status_code == 400
+    missing = client.post(f"/billing/bank/{txn.id}/resolve", data={"csrf_token": csrf, "action": "apply",
+                                                                   "bill": "HD999999"}, follow_redirects=True)
+    assert "Không có bảng kê mã HD999999." in missing.get_data(as_text=True)
+    done = client.post(f"/billing/bank/{txn.id}/resolve", data={"csrf_token": csrf, "action": "apply",
+                                                                "bill": bill.code}, follow_redirects=True)
+    assert "Đã xử lý khoản tiền FT400." in done.get_data(as_text=True)
+    db_session.expire_all()
+    txn = db_session.get(BankTransaction, txn.id)
+    assert (txn.status, _count(db_session, Payment)) == ("applied", 1)
+    assert db_session.scalar(select(Payment.amount)) == Decimal("100000.00")
