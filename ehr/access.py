@@ -1,7 +1,7 @@
 """Who may do what with one record: the role's permission, then the relationship to the record —
-the care team of the encounter (its doctor, the departments it passed through, the authors of its
-documents), an emergency opening (break-glass: allowed with a reason, flagged, alerted), or a grant
-given for a purpose — and the time window after which editing closes.
+the care team of the encounter (its doctor, the departments it passed through), an emergency opening
+(break-glass: allowed with a reason, flagged, alerted), or a grant given for a purpose — and the time
+window after which editing closes.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from core.config import ConfigError
 from core.db import utcnow
 from core.models import User
 from core.permissions import has_permission
-from ehr.models import AccessGrant, BreakGlass, Document, MedicalRecord
+from ehr.models import AccessGrant, BreakGlass, MedicalRecord
 from his.models.admission import DepartmentStay
 from his.models.encounters import Encounter
 from his.models.org import Staff
@@ -61,17 +61,17 @@ def break_glass_hours(cfg) -> int:
 
 
 def care_team(session: Session, user_id: int, record: MedicalRecord) -> bool:
+    """The encounter's doctor or staff of a department it passed through. Having written in the record is
+    no relation of its own: someone who wrote under break-glass must not stay in once it expires."""
     staff = session.scalar(select(Staff).where(Staff.user_id == user_id, Staff.active))
+    if staff is None:
+        return False
     encounter = session.get(Encounter, record.encounter_id)
-    if staff is not None:
-        if encounter.doctor_id == staff.id:
-            return True
-        departments = {encounter.department_id} | set(session.scalars(
-            select(DepartmentStay.department_id).where(DepartmentStay.encounter_id == encounter.id)))
-        if staff.department_id is not None and staff.department_id in departments:
-            return True
-    return session.scalar(select(Document.id).where(Document.record_id == record.id,
-                                                    Document.author_id == user_id).limit(1)) is not None
+    if encounter.doctor_id == staff.id:
+        return True
+    departments = {encounter.department_id} | set(session.scalars(
+        select(DepartmentStay.department_id).where(DepartmentStay.encounter_id == encounter.id)))
+    return staff.department_id is not None and staff.department_id in departments
 
 
 def active_break_glass(session: Session, user_id: int, record: MedicalRecord) -> BreakGlass | None:
@@ -134,6 +134,11 @@ def check(session: Session, user: User, record: MedicalRecord, action: str, cfg=
                 raise AccessDenied("window_closed", _l("Editing of this record closed %(hours)d hours after the "
                                                        "record was closed.", hours=edit_window_hours(cfg)))
     return how
+
+
+def flagged(how: str) -> dict:
+    """The relation for an audit detail, flagged when it was an emergency opening."""
+    return {"relation": how} | ({"flag": "break_glass"} if how == "break_glass" else {})
 
 
 def open_break_glass(session: Session, actor: Actor, user: User, record: MedicalRecord, reason: str,

@@ -63,6 +63,45 @@ def verify_bundle(data: dict, cas) -> list[Checked]:
             for v in versions for der, signer, _when in v.signatures]
 
 
+def _refuse(message) -> RecordError:
+    return RecordError("bad_bundle", message)
+
+
+def _signed_documents(versions) -> tuple[dict, dict[int, list]]:
+    """The record and the documents as the signed envelopes say (never the bundle's unsigned labels):
+    one record for all, each document's versions numbered 1..n."""
+    try:
+        envelopes = [json.loads(v.canonical) for v in versions]
+        records_seen = {json.dumps(e["record"], sort_keys=True) for e in envelopes}
+        by_document: dict[int, list] = {}
+        for version, envelope in zip(versions, envelopes, strict=True):
+            by_document.setdefault(envelope["document"]["id"], []).append((envelope, version))
+    except (ValueError, KeyError, TypeError):
+        raise _refuse(_l("Import refused: the bundle holds no readable record.")) from None
+    if not envelopes:
+        raise _refuse(_l("Import refused: the bundle holds no readable record."))
+    if len(records_seen) > 1:
+        raise _refuse(_l("Import refused: the bundle mixes signed versions of %(n)d different records. "
+                         "Nothing was imported.", n=len(records_seen)))
+    for document_id, entries in by_document.items():
+        entries.sort(key=lambda pair: pair[0]["version"])
+        numbers = [e["version"] for e, _v in entries]
+        forms_seen = {e["document"]["form"] for e, _v in entries}
+        if numbers != list(range(1, len(numbers) + 1)) or len(forms_seen) > 1:
+            raise _refuse(_l("Import refused: document %(doc)s has the signed versions %(found)s instead of 1 to "
+                             "%(n)d of one form. Nothing was imported.", doc=document_id,
+                             found=", ".join(str(n) for n in numbers), n=len(numbers)))
+    return envelopes[0]["record"], by_document
+
+
+def _sender_cas(session: Session, versions, cas) -> None:
+    """Keep the sending facility's CAs that issued these signatures, so they verify here from now on."""
+    issuers = {cms.signer_certificate(der).issuer for v in versions for der, _signer, _when in v.signatures}
+    for ca in cas:
+        if ca.subject in issuers:
+            pki.store_certificate(session, ca, "external_ca")
+
+
 def import_record(session: Session, actor: Actor, data: dict, encounter: Encounter, cas) -> MedicalRecord:
     """The transferred record, attached to the encounter that received the patient here."""
     origin, versions = fhir.read(data)
@@ -73,14 +112,11 @@ def import_record(session: Session, actor: Actor, data: dict, encounter: Encount
                                                   "(%(signer)s) does not verify (%(why)s). Nothing was imported.",
                                                   doc=first.document, n=first.version, signer=first.signer,
                                                   why=first.verdict.label))
-    envelopes = [json.loads(v.canonical) for v in versions]
-    if not versions or any(e["version"] != v.number for e, v in zip(envelopes, versions, strict=True)):
-        raise RecordError("bad_bundle", _l("Import refused: the bundle holds no readable record."))
-    form_code = envelopes[0]["record"]["form"]
-    unknown = {v.form_code for v in versions} - set(FORMS)
+    sent, by_document = _signed_documents(versions)
+    form_code = sent["form"]
+    unknown = {e["document"]["form"] for entries in by_document.values() for e, _v in entries} - set(FORMS)
     if form_code not in RECORD_FORMS or unknown:
-        raise RecordError("bad_bundle", _l("Import refused: unknown form «%(code)s».",
-                                           code=", ".join(sorted(unknown)) or form_code))
+        raise _refuse(_l("Import refused: unknown form «%(code)s».", code=", ".join(sorted(unknown)) or form_code))
     if of_encounter(session, encounter.id) is not None:
         raise RecordError("exists", _l("This encounter already has a medical record."))
     record = MedicalRecord(encounter_id=encounter.id, patient_id=encounter.patient_id, form_code=form_code,
@@ -88,33 +124,32 @@ def import_record(session: Session, actor: Actor, data: dict, encounter: Encount
                            imported_from=origin[:200])
     session.add(record)
     session.flush()
-    documents: dict[str, Document] = {}
-    for version, envelope in zip(versions, envelopes, strict=True):
-        document = documents.get(version.document)
-        if document is None:
-            document = Document(record_id=record.id, form_code=version.form_code, status="active", current_version=0,
-                                author_id=None, author_name=envelope["author"],
-                                clinical_time=datetime.fromisoformat(envelope["document"]["clinical_time"]),
-                                created_at=datetime.fromisoformat(envelope["recorded_at"]))
-            session.add(document)
-            session.flush()
-            documents[version.document] = document
-        if version.status == "entered-in-error":
-            document.status, document.cancel_reason = "cancelled", version.description
-        row = Version(document_id=document.id, number=version.number, content=envelope["content"],
-                      canonical=version.canonical, content_hash=sha256(version.canonical), author_id=None,
-                      author_name=envelope["author"], recorded_at=datetime.fromisoformat(envelope["recorded_at"]),
-                      amend_reason=None if version.status == "entered-in-error" else version.description)
-        session.add(row)
+    _sender_cas(session, versions, cas)
+    for entries in by_document.values():
+        first = entries[0][0]
+        document = Document(record_id=record.id, form_code=first["document"]["form"], status="active",
+                            current_version=0, author_id=None, author_name=first["author"],
+                            clinical_time=datetime.fromisoformat(first["document"]["clinical_time"]),
+                            created_at=datetime.fromisoformat(first["recorded_at"]))
+        session.add(document)
         session.flush()
-        document.current_version = version.number
-        for der, signer, when in version.signatures:
-            checked = verify_bytes(der, version.canonical, cas)
-            cert = pki.store_certificate(session, cms.signer_certificate(der), "staff")
-            session.add(Signature(version_id=row.id, certificate_id=cert.id, signer_id=None, signer_name=signer,
-                                  content_hash=row.content_hash, cms=der,
-                                  signed_at=checked.signing_time or datetime.fromisoformat(when)))
-            document.signed_version = version.number
+        for envelope, version in entries:
+            if version.status == "entered-in-error":
+                document.status, document.cancel_reason = "cancelled", version.description
+            row = Version(document_id=document.id, number=envelope["version"], content=envelope["content"],
+                          canonical=version.canonical, content_hash=sha256(version.canonical), author_id=None,
+                          author_name=envelope["author"], recorded_at=datetime.fromisoformat(envelope["recorded_at"]),
+                          amend_reason=None if version.status == "entered-in-error" else version.description)
+            session.add(row)
+            session.flush()
+            document.current_version = row.number
+            for der, signer, when in version.signatures:
+                checked = verify_bytes(der, version.canonical, cas)
+                cert = pki.store_certificate(session, cms.signer_certificate(der), "staff")
+                session.add(Signature(version_id=row.id, certificate_id=cert.id, signer_id=None, signer_name=signer,
+                                      content_hash=row.content_hash, cms=der,
+                                      signed_at=checked.signing_time or datetime.fromisoformat(when)))
+                document.signed_version = row.number
     session.flush()
     audit.record(session, actor, "ehr.record.import", record,
                  {"patient_id": record.patient_id, "origin": origin, "versions": len(versions),
@@ -131,7 +166,8 @@ def export_signatures(session: Session, actor: Actor, record: MedicalRecord, cfg
     files = [(f"document-{d.id}-v{v.number}-sig{s.id}", v.canonical, s.cms) for s, v, d in rows]
     audit.record(session, actor, "ehr.record.export", record,
                  {"patient_id": record.patient_id, "format": "cms", "signatures": len(files)})
-    return files, "".join(row.pem for row in session.scalars(select(Certificate).where(Certificate.kind == "ca")))
+    return files, "".join(row.pem for row in session.scalars(select(Certificate)
+                                                            .where(Certificate.kind.in_(pki.CA_KINDS))))
 
 
 @dataclass(frozen=True)
@@ -153,6 +189,9 @@ def check_all(session: Session) -> Integrity:
         if sha256(version.canonical) != version.content_hash:
             failures.append(f"version {version.id} (document {version.document_id} v{version.number}): "
                             "content does not match its hash")
+        elif json.loads(version.canonical)["content"] != version.content:
+            failures.append(f"version {version.id} (document {version.document_id} v{version.number}): "
+                            "stored content differs from its signed bytes")
         for signature in version.signatures:
             signatures += 1
             verdict = signing.verify(session, signature)

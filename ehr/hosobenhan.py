@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ehr.models import Document, MedicalRecord, Version
+from ehr.records import signed_content
 from his.models.encounters import Encounter
 from his.models.orders import Order
 
@@ -38,12 +39,12 @@ def _iso(value) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def _docs(session: Session, record: MedicalRecord) -> list[tuple[Document, Version]]:
+def _docs(session: Session, record: MedicalRecord) -> list[tuple[Document, dict]]:
     rows = session.execute(select(Document, Version).join(Version, (Version.document_id == Document.id)
                                                           & (Version.number == Document.current_version))
                            .where(Document.record_id == record.id, Document.status == "active")
                            .order_by(Document.clinical_time, Document.id)).all()
-    return [(d, v) for d, v in rows]
+    return [(d, signed_content(v)) for d, v in rows]
 
 
 def _of(docs, *codes):
@@ -54,13 +55,13 @@ def build(session: Session, record: MedicalRecord) -> dict:
     encounter = session.get(Encounter, record.encounter_id)
     patient = encounter.patient
     docs = _docs(session, record)
-    main = next((v.content for d, v in _of(docs, record.form_code)), {})
+    main = next((v for d, v in _of(docs, record.form_code)), {})
     card = encounter.bhyt_card
     diagnoses = [{"maicd": d.icd10_code, "ten_benh": d.text, "loai": "chinh" if d.position == "principal" else "kem"}
                  for d in encounter.diagnoses]
     principal = next((d["maicd"] for d in diagnoses if d["loai"] == "chinh"), main.get("principal_icd"))
-    discharge = next((v.content for d, v in _of(docs, "GRV")), {})
-    referral = next((v.content for d, v in _of(docs, "GCT")), None)
+    discharge = next((v for d, v in _of(docs, "GRV")), {})
+    referral = next((v for d, v in _of(docs, "GCT")), None)
     orders = session.scalars(select(Order).where(Order.encounter_id == encounter.id,
                                                  Order.status.notin_(("cancelled", "reversed")))
                              .order_by(Order.ordered_at)).all()
@@ -78,11 +79,11 @@ def build(session: Session, record: MedicalRecord) -> dict:
         "ThongTinDieuTri": {
             "maicd": principal, "maicd_khac": ";".join(d["maicd"] for d in diagnoses if d["loai"] == "kem") or None,
             "ChanDoan": diagnoses,
-            "ToDieuTri": [{"ngay": _iso(d.clinical_time), "dien_bien": v.content.get("progress"),
-                           "y_lenh": v.content.get("orders"), "chuky_hoten": d.author_name}
+            "ToDieuTri": [{"ngay": _iso(d.clinical_time), "dien_bien": v.get("progress"),
+                           "y_lenh": v.get("orders"), "chuky_hoten": d.author_name}
                           for d, v in _of(docs, "36/BV2")],
-            "PhieuChamSoc": [{"ngay": _iso(d.clinical_time), "cap_cham_soc": v.content.get("care_level"),
-                              "theo_doi": v.content.get("observations"), "can_thiep": v.content.get("interventions"),
+            "PhieuChamSoc": [{"ngay": _iso(d.clinical_time), "cap_cham_soc": v.get("care_level"),
+                              "theo_doi": v.get("observations"), "can_thiep": v.get("interventions"),
                               "chuky_hoten": d.author_name} for d, v in _of(docs, "37/BV2")],
             "ngay_ra": discharge.get("discharged_on") or _iso(encounter.ended_at),
             "ket_qua_dieu_tri": discharge.get("result"), "phuong_phap_dieu_tri": discharge.get("treatment"),
@@ -93,15 +94,15 @@ def build(session: Session, record: MedicalRecord) -> dict:
         "PhieuChiDinh": [{"machidinh": line.item_code, "ten": line.item_name, "loai": order.kind,
                           "ngay_yl": _iso(order.ordered_at), "trang_thai": order.status}
                          for order in orders if order.kind != "prescription" for line in order.lines],
-        "KetQuaChanDoanHinhAnh": [{"ma_chidinh": v.content.get("accession_number"),
-                                   "dich_vu": v.content.get("procedure"), "mo_ta": v.content.get("findings"),
-                                   "ket_luan": v.content.get("conclusion"), "chuky_hoten": v.content.get("signed_by"),
-                                   "ngay_kq": v.content.get("signed_at")} for d, v in _of(docs, "CDHA")],
+        "KetQuaChanDoanHinhAnh": [{"ma_chidinh": v.get("accession_number"),
+                                   "dich_vu": v.get("procedure"), "mo_ta": v.get("findings"),
+                                   "ket_luan": v.get("conclusion"), "chuky_hoten": v.get("signed_by"),
+                                   "ngay_kq": v.get("signed_at")} for d, v in _of(docs, "CDHA")],
         "KetQuaXetNghiem": [{"machiso": r.get("code"), "ten_chiso": r.get("name"), "giatri": r.get("value"),
                              "donvi": r.get("unit"), "chiso_binhthuong": r.get("reference_range"),
-                             "canh_bao": r.get("flag"), "ngay_kq": v.content.get("released_at"),
-                             "chuky_hoten": v.content.get("released_by")}
-                            for d, v in _of(docs, "XN") for r in v.content.get("results") or []],
+                             "canh_bao": r.get("flag"), "ngay_kq": v.get("released_at"),
+                             "chuky_hoten": v.get("released_by")}
+                            for d, v in _of(docs, "XN") for r in v.get("results") or []],
         "GiayChuyenVien": None if referral is None else {
             "noi_den": referral.get("to_facility"), "ma_noi_den": referral.get("to_facility_code"),
             "maicd": referral.get("principal_icd"), "dau_hieu_lam_sang": referral.get("clinical_summary"),
@@ -110,16 +111,15 @@ def build(session: Session, record: MedicalRecord) -> dict:
         "HoSoCapCuu": {"ma_lk": encounter.code, "ngay_vao": _iso(encounter.started_at),
                        "ly_do": encounter.reason} if encounter.is_emergency else None,
         "PhieuThuThuat": [_operation(d, v) for d, v in _of(docs, "06/BV2")
-                          if v.content.get("operation_kind") == "procedure"],
+                          if v.get("operation_kind") == "procedure"],
         "PhieuPhauThuat": [_operation(d, v) for d, v in _of(docs, "06/BV2")
-                           if v.content.get("operation_kind") == "surgery"],
+                           if v.get("operation_kind") == "surgery"],
     }
     _check_lengths(data)
     return data
 
 
-def _operation(document: Document, version: Version) -> dict:
-    c = version.content
+def _operation(document: Document, c: dict) -> dict:
     return {"ngay_bat_dau": c.get("started_at"), "ngay_ket_thuc": c.get("ended_at"),
             "maicd_truoc": c.get("preop_icd"), "maicd_sau": c.get("postop_icd"), "phuong_phap": c.get("method"),
             "phuong_phap_vo_cam": c.get("anaesthesia"),

@@ -17,7 +17,7 @@ from core.db import Base, BigId, utcnow
 RECORD_STATUSES = ("active", "closed", "archived", "destroyed")
 DOCUMENT_STATUSES = ("active", "cancelled")
 RETENTION_CLASSES = ("standard", "special", "death", "permanent")
-CERT_KINDS = ("ca", "staff", "organisation", "tsa")
+CERT_KINDS = ("ca", "external_ca", "staff", "organisation", "tsa")
 
 
 class MedicalRecord(Base):
@@ -106,7 +106,8 @@ class Version(Base):
 
 
 class Certificate(Base):
-    """An X.509 certificate known to this facility: a CA, a staff member's, the organisation's, a TSA's."""
+    """An X.509 certificate known to this facility: its CA, another facility's CA (trusted for the records
+    imported from it), a staff member's, the organisation's, a TSA's."""
 
     __tablename__ = "ehr_certificates"
     __table_args__ = (CheckConstraint(f"kind IN {CERT_KINDS}", name="kind"),)

@@ -45,18 +45,21 @@ def due_at(document: Document, encounter: Encounter, now: datetime, cfg=None) ->
     return document.clinical_time + timedelta(hours=long if lasted > LONG_ENCOUNTER else short)
 
 
-def overdue(session: Session, cfg=None, now: datetime | None = None) -> dict[str, list[Late]]:
-    """Author name → their late documents, oldest due first."""
+def overdue(session: Session, cfg=None, now: datetime | None = None, author_id: int | None = None
+            ) -> dict[str, list[Late]]:
+    """Author name → their late documents, oldest due first (only `author_id`'s when given)."""
     now = now or utcnow()
     short, _long = deadlines(cfg)
     entered = [code for code, form in FORMS.items() if form.entered]
-    rows = session.execute(
-        select(Document, Encounter).join(MedicalRecord, Document.record_id == MedicalRecord.id)
-        .join(Encounter, MedicalRecord.encounter_id == Encounter.id)
-        .where(Document.status == "active", Document.form_code.in_(entered),
-               or_(Document.signed_version.is_(None), Document.signed_version < Document.current_version),
-               Document.clinical_time < now - timedelta(hours=short))
-        .order_by(Document.clinical_time)).all()
+    query = (select(Document, Encounter).join(MedicalRecord, Document.record_id == MedicalRecord.id)
+             .join(Encounter, MedicalRecord.encounter_id == Encounter.id)
+             .where(Document.status == "active", Document.form_code.in_(entered),
+                    or_(Document.signed_version.is_(None), Document.signed_version < Document.current_version),
+                    Document.clinical_time < now - timedelta(hours=short))
+             .order_by(Document.clinical_time))
+    if author_id is not None:
+        query = query.where(Document.author_id == author_id)
+    rows = session.execute(query).all()
     late: dict[str, list[Late]] = {}
     for document, encounter in rows:
         due = due_at(document, encounter, now, cfg)

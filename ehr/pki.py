@@ -22,6 +22,8 @@ from core.db import utcnow
 from ehr.keystore import KeyStore
 from ehr.models import Certificate
 
+CA_KINDS = ("ca", "external_ca")  # external: a sending facility's CA, kept when its record was imported
+
 
 def _name(common_name: str, organisation: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "VN"),
@@ -103,8 +105,11 @@ def revoke(session: Session, actor: Actor, row: Certificate, reason: str) -> Non
     audit.record(session, actor, "ehr.certificate.revoke", row, {"serial": row.serial, "reason": row.revoke_reason})
 
 
-def trusted_cas(session: Session) -> list[x509.Certificate]:
-    return [load(row) for row in session.scalars(select(Certificate).where(Certificate.kind == "ca"))]
+def trusted_cas(session: Session, *, external: bool = True) -> list[x509.Certificate]:
+    """This facility's CAs, and (unless `external` is False, as for signing here) the CAs of facilities
+    whose records were imported, so their signatures keep verifying."""
+    kinds = CA_KINDS if external else ("ca",)
+    return [load(row) for row in session.scalars(select(Certificate).where(Certificate.kind.in_(kinds)))]
 
 
 def signing_certificate(session: Session, user_id: int) -> Certificate | None:

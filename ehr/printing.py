@@ -16,6 +16,7 @@ from core.db import utcnow
 from ehr import forms
 from ehr.form_defs import FORMS, RECORD_FORMS
 from ehr.models import Document, MedicalRecord, Signature, Version
+from ehr.records import signed_content
 from ehr.signing import verify
 from his.models.encounters import Encounter
 
@@ -33,8 +34,9 @@ def document_view(session: Session, document: Document, version: Version | None 
     """What a screen or a print shows of one version: sections of (label, text), signatures with verdicts."""
     version = version or next(v for v in document.versions if v.number == document.current_version)
     form = FORMS[document.form_code]
-    sections = [(s.title, [(f.label, forms.as_text(f, version.content)) for f in s.fields
-                           if forms.as_text(f, version.content)]) for s in form.sections]
+    content = signed_content(version)
+    sections = [(s.title, [(f.label, forms.as_text(f, content)) for f in s.fields
+                           if forms.as_text(f, content)]) for s in form.sections]
     signatures = [(s, verify(session, s)) for s in version.signatures]
     return {"document": document, "version": version, "form": form, "sections": [s for s in sections if s[1]],
             "signatures": signatures}

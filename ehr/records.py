@@ -46,6 +46,19 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def signed_content(version: Version) -> dict:
+    """The content as signed: from the canonical bytes, refused loudly if the stored column says otherwise
+    (a rewrite behind the database's back must never reach a screen, a print or an export)."""
+    if version.purged_at is not None:
+        return {}
+    content = json.loads(version.canonical)["content"]
+    if content != version.content:
+        raise RecordError("tampered", _l("Document version %(n)d does not match its signed bytes: it was altered "
+                                         "outside the application. Report it to the administrator.",
+                                         n=version.number))
+    return content
+
+
 def person(session: Session, actor: Actor) -> tuple[str, str | None]:
     """The name (and title) written on entries: the staff record's, else the account's."""
     if actor.id is None:
@@ -142,7 +155,7 @@ def add_document(session: Session, actor: Actor, record: MedicalRecord, form_cod
     if form.kind == "record" and form_code != record.form_code:
         raise RecordError("bad_form", _l("This record is a «%(form)s»: its main document uses that form.",
                                          form=RECORD_FORMS[record.form_code].title))
-    authorise(session, actor, record, "create", cfg)
+    how = authorise(session, actor, record, "create", cfg)
     if form.kind == "record" and session.scalar(select(Document.id).where(
             Document.record_id == record.id, Document.form_code == form_code, Document.status == "active")):
         raise RecordError("main_exists", _l("The record's main document already exists: edit it instead."))
@@ -150,11 +163,12 @@ def add_document(session: Session, actor: Actor, record: MedicalRecord, form_cod
         raise RecordError("future", _l("The time of the act cannot be in the future."),
                           {"clinical_time": str(_l("The time of the act cannot be in the future."))})
     content = _checked(session, form_code, raw, on)
-    return create_document(session, actor, record, form_code, content, clinical_time=clinical_time)
+    return create_document(session, actor, record, form_code, content, clinical_time=clinical_time, relation=how)
 
 
 def create_document(session: Session, actor: Actor, record: MedicalRecord, form_code: str, content: dict, *,
-                    clinical_time: datetime | None = None, source_ref: str | None = None) -> Document:
+                    clinical_time: datetime | None = None, source_ref: str | None = None,
+                    relation: str = "system") -> Document:
     """A document with its first version from content already checked (or produced by another system)."""
     author, _title = person(session, actor)
     document = Document(record_id=record.id, form_code=form_code, status="active", current_version=0,
@@ -165,7 +179,7 @@ def create_document(session: Session, actor: Actor, record: MedicalRecord, form_
     version = _add_version(session, actor, document, content, None)
     audit.record(session, actor, "ehr.document.create", document,
                  {"record_id": record.id, "patient_id": record.patient_id, "form": form_code,
-                  "version": 1, "hash": version.content_hash})
+                  "version": 1, "hash": version.content_hash} | access.flagged(relation))
     return document
 
 
@@ -184,7 +198,7 @@ def edit(session: Session, actor: Actor, document: Document, raw: dict, *, expec
     someone saved in between, nothing is written and the editor is told."""
     document = lock(session, document.id)
     record = document.record
-    authorise(session, actor, record, "edit", cfg)
+    how = authorise(session, actor, record, "edit", cfg)
     form = FORMS[document.form_code]
     if not form.entered:
         raise RecordError("not_editable", _l("This document comes from another system and cannot be edited here."))
@@ -206,7 +220,8 @@ def edit(session: Session, actor: Actor, document: Document, raw: dict, *, expec
     version = _add_version(session, actor, document, content, reason)
     audit.record(session, actor, "ehr.document.edit", document,
                  {"record_id": record.id, "patient_id": record.patient_id, "version": version.number,
-                  "before": previous.content_hash, "after": version.content_hash, "reason": reason})
+                  "before": previous.content_hash, "after": version.content_hash, "reason": reason}
+                 | access.flagged(how))
     return version
 
 
@@ -246,9 +261,7 @@ def restore(session: Session, actor: Actor, document: Document, reason: str | No
 def view(session: Session, actor: Actor, record: MedicalRecord, cfg=None, document: Document | None = None) -> str:
     """Check and audit a read of the record (or one document of it); returns the relation used."""
     how = authorise(session, actor, record, "view", cfg)
-    detail = {"patient_id": record.patient_id, "relation": how}
-    if how == "break_glass":
-        detail["flag"] = "break_glass"
+    detail = {"patient_id": record.patient_id} | access.flagged(how)
     if document is not None:
         audit.record(session, actor, "ehr.document.view", document, detail | {"record_id": record.id})
     else:

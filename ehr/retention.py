@@ -19,7 +19,7 @@ from core import audit
 from core.audit import Actor
 from core.db import is_postgresql, utcnow
 from ehr.models import Document, MedicalRecord, Version
-from ehr.records import RecordError, authorise
+from ehr.records import RecordError, authorise, signed_content
 from his.models.encounters import Diagnosis
 
 YEARS = {"standard": 10, "special": 20, "death": 30, "permanent": None}
@@ -37,7 +37,7 @@ def _codes(session: Session, record: MedicalRecord) -> set[str]:
     for doc in session.scalars(select(Document).where(Document.record_id == record.id, Document.status == "active")):
         version = session.scalar(select(Version).where(Version.document_id == doc.id,
                                                        Version.number == doc.current_version))
-        codes |= {v for k, v in version.content.items() if k.endswith("_icd") and isinstance(v, str)}
+        codes |= {v for k, v in signed_content(version).items() if k.endswith("_icd") and isinstance(v, str)}
     return codes
 
 
@@ -46,7 +46,7 @@ def _died(session: Session, record: MedicalRecord) -> bool:
                                                       Document.status == "active")):
         version = session.scalar(select(Version).where(Version.document_id == doc.id,
                                                        Version.number == doc.current_version))
-        if version.content.get("result") == "died":
+        if signed_content(version).get("result") == "died":
             return True
     return False
 

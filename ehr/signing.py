@@ -20,7 +20,7 @@ from core.audit import Actor
 from core.db import utcnow
 from core.models import User
 from core.permissions import ROLES
-from ehr import cms, pki, tsa
+from ehr import access, cms, pki, tsa
 from ehr.form_defs import FORMS
 from ehr.keystore import KeyStore
 from ehr.models import Certificate, Signature, Version
@@ -55,7 +55,7 @@ def _certificate_for(session: Session, actor: Actor, certificate: Certificate | 
         raise RecordError("not_yet_valid", _l("Your certificate is valid only from %(day)s.",
                                               day=_date(certificate.not_before)))
     cert = pki.load(certificate)
-    issuer = next((ca for ca in pki.trusted_cas(session) if ca.subject == cert.issuer), None)
+    issuer = next((ca for ca in pki.trusted_cas(session, external=False) if ca.subject == cert.issuer), None)
     if issuer is None:
         raise RecordError("untrusted", _l("Your certificate was not issued by a CA this facility trusts."))
     return certificate
@@ -64,7 +64,7 @@ def _certificate_for(session: Session, actor: Actor, certificate: Certificate | 
 def sign(session: Session, actor: Actor, version: Version, keys: KeyStore, *, certificate: Certificate | None = None,
          stamper: tsa.TimeStamper | None = None, cfg=None) -> Signature:
     document = lock(session, version.document_id)
-    authorise(session, actor, document.record, "sign", cfg)
+    how = authorise(session, actor, document.record, "sign", cfg)
     if document.status == "cancelled":
         raise RecordError("cancelled", _l("This document was cancelled: it cannot be signed."))
     if version.number != document.current_version:
@@ -94,7 +94,7 @@ def sign(session: Session, actor: Actor, version: Version, keys: KeyStore, *, ce
     audit.record(session, actor, "ehr.document.sign", document,
                  {"record_id": document.record_id, "patient_id": document.record.patient_id,
                   "version": version.number, "hash": version.content_hash, "certificate": certificate.serial,
-                  "timestamped": token is not None})
+                  "timestamped": token is not None} | access.flagged(how))
     return signature
 
 
@@ -115,11 +115,13 @@ class Verdict:
         return STATUS_LABELS[self.status]
 
 
-def verify_bytes(der: bytes, content: bytes, cas, revoked_at=None) -> Verdict:
-    """A signature over `content`: broken, untrusted, expired or revoked at the signing time, or valid."""
+def verify_bytes(der: bytes, content: bytes, cas, revoked_at=None, signed_at=None) -> Verdict:
+    """A signature over `content`: broken, untrusted, expired, revoked, or valid. Revocation is judged at
+    `signed_at`, the time this server recorded (a time-stamp's or its own clock), never at the signing time
+    written inside the CMS, which the signer chose."""
     checked = cms.check(der, content, cas)
     signer = checked.signer.subject.rfc4514_string() if checked.signer is not None else None
-    if checked.ok and revoked_at is not None and checked.signing_time >= revoked_at:
+    if checked.ok and revoked_at is not None and (signed_at or checked.signing_time) >= revoked_at:
         return Verdict("revoked", "the certificate was revoked before the signing time", signer, checked.signing_time)
     return Verdict(checked.status, checked.detail, signer, checked.signing_time)
 
@@ -131,7 +133,8 @@ def verify(session: Session, signature: Signature) -> Verdict:
         return Verdict("broken", "the stored content no longer matches its signed hash", signature.signer_name,
                        signature.signed_at)
     cas = pki.trusted_cas(session)
-    verdict = verify_bytes(signature.cms, version.canonical, cas, signature.certificate.revoked_at)
+    verdict = verify_bytes(signature.cms, version.canonical, cas, signature.certificate.revoked_at,
+                           signature.tsa_time or signature.signed_at)
     if signature.tsa_token is None:
         return verdict
     value = cms.signed_data(signature.cms)["signer_infos"][0]["signature"].native

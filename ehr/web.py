@@ -50,6 +50,19 @@ def _denied(exc: AccessDenied):
                            record_id=record_id or _record_id_of_document()), 403
 
 
+@bp.errorhandler(RecordError)
+def _integrity(exc: RecordError):
+    """A version whose stored content differs from its signed bytes (the one RecordError no screen catches):
+    shown as such, never its content, and audited."""
+    if exc.code != "tampered":
+        raise exc
+    sess = db_session()
+    sess.rollback()
+    audit.record(sess, current_actor(), "ehr.integrity_error", None, {"path": request.path, "error": exc.code})
+    sess.commit()
+    return render_template("ehr/integrity.html", message=str(exc)), 409
+
+
 def _record_id_of_document() -> int | None:
     document_id = (request.view_args or {}).get("document_id")
     document = db_session().get(Document, document_id) if document_id else None
@@ -180,8 +193,9 @@ def edit_document(document_id: int):
     doc = _document(document_id)
     form = FORMS[doc.form_code]
     records.authorise(sess, actor, doc.record, "edit", config())
-    if request.method == "GET":
-        content = records.current(sess, doc).content
+    if request.method == "GET":  # the form shows the content: a read like any other
+        records.view(sess, actor, doc.record, config(), document=doc)
+        content = records.signed_content(records.current(sess, doc))
         return _form_page(doc.record, form, {f.name: as_input(f, content) for f in form.fields()}, {}, doc)
     try:
         version = records.edit(sess, actor, doc, _raw(form), expected_version=request.form.get("expected_version",
@@ -333,9 +347,12 @@ def history(record_id: int):
 @bp.get("/overdue")
 @require("ehr.record.read")
 def overdue_list():
-    late = overdue.overdue(db_session(), config())
+    # A clinician sees their own late entries; the whole hospital's list is for who reviews records.
+    mine = None if has_permission(current_user(), "ehr.record.review") else current_user().id
+    late = overdue.overdue(db_session(), config(), author_id=mine)
     audit.record(db_session(), current_actor(), "ehr.overdue.view", None,
-                 {"documents": sum(len(v) for v in late.values())})
+                 {"documents": sum(len(v) for v in late.values()), "author_id": mine,
+                  "patient_ids": sorted({item.encounter.patient_id for items in late.values() for item in items})})
     return render_template("ehr/overdue.html", late=late)
 
 

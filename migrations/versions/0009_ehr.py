@@ -31,9 +31,14 @@ BEGIN
 END $$;
 CREATE FUNCTION ehr_versions_immutable() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF current_setting('vnhis.ehr_purge', true) = 'on' AND NEW.purged_at IS NOT NULL
+    -- The end-of-retention purge, and nothing else: content and canonical bytes erased once, every
+    -- other column as it was.
+    IF current_setting('vnhis.ehr_purge', true) = 'on' AND OLD.purged_at IS NULL AND NEW.purged_at IS NOT NULL
+       AND NEW.content = '{}'::jsonb AND NEW.canonical = ''::bytea
        AND NEW.id = OLD.id AND NEW.document_id = OLD.document_id AND NEW.number = OLD.number
-       AND NEW.content_hash = OLD.content_hash THEN
+       AND NEW.content_hash = OLD.content_hash AND NEW.author_id IS NOT DISTINCT FROM OLD.author_id
+       AND NEW.author_name = OLD.author_name AND NEW.recorded_at = OLD.recorded_at
+       AND NEW.amend_reason IS NOT DISTINCT FROM OLD.amend_reason THEN
         RETURN NEW;
     END IF;
     RAISE EXCEPTION 'ehr: a version is immutable (an edit makes a new version)'
@@ -141,7 +146,8 @@ def upgrade() -> None:
         sa.Column("revoked_at", Ts, nullable=True),
         sa.Column("revoke_reason", sa.Text(), nullable=True),
         sa.Column("created_at", Ts, nullable=False),
-        sa.CheckConstraint("kind IN ('ca', 'staff', 'organisation', 'tsa')", name=op.f("ck_ehr_certificates_kind")),
+        sa.CheckConstraint("kind IN ('ca', 'external_ca', 'staff', 'organisation', 'tsa')",
+                           name=op.f("ck_ehr_certificates_kind")),
         _fk("ehr_certificates", "user_id", "users"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_ehr_certificates")),
         sa.UniqueConstraint("fingerprint", name=op.f("uq_ehr_certificates_fingerprint")),

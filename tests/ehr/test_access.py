@@ -76,10 +76,15 @@ def test_break_glass_needs_a_reason_then_is_allowed_flagged_and_alerted(db_sessi
     [opened] = _pending(db_session, "ehr.break_glass")
     [viewed] = _pending(db_session, "ehr.record.view")
     assert opened["detail"]["flag"] == viewed["detail"]["flag"] == "break_glass"
+    doc = records.add_document(db_session, surgeon, record, "36/BV2", TREATMENT, on=TODAY)
+    records.edit(db_session, surgeon, doc, TREATMENT | {"orders": "Adrenalin 1 mg TM"}, expected_version=1, on=TODAY)
+    writes = _pending(db_session, "ehr.document.create") + _pending(db_session, "ehr.document.edit")
+    assert [(e["detail"]["relation"], e["detail"]["flag"]) for e in writes] == [("break_glass", "break_glass")] * 2
     row.expires_at = utcnow() - timedelta(seconds=1)
-    db_session.commit()  # a later request
-    with pytest.raises(AccessDenied):
+    db_session.commit()  # a later request: having written under break-glass gives no lasting access
+    with pytest.raises(AccessDenied) as err:
         records.view(db_session, surgeon, record)
+    assert (err.value.code, err.value.break_glass) == ("not_care_team", True)
 
 
 def test_a_grant_is_read_only_and_expires(db_session, hospital, record, vi):
@@ -126,7 +131,11 @@ def test_every_kind_of_access_leaves_its_audit_event(db_session, hospital, recor
     records.restore(db_session, actor, doc, "Khôi phục")
     exchange.export(db_session, actor, record, "pdf")
     exchange.export(db_session, actor, record, "fhir")
-    actions = [e["action"] for e in db_session.info["vnhis.audit.pending"] if e["actor_name"] == "bs.hung"]
+    mine = [e for e in db_session.info["vnhis.audit.pending"] if e["actor_name"] == "bs.hung"]
+    assert {e["detail"]["relation"] for e in mine if e["action"] in ("ehr.document.create", "ehr.document.edit",
+                                                                     "ehr.document.sign")} == {"care_team"}
+    assert not any("flag" in e["detail"] for e in mine)
+    actions = [e["action"] for e in mine]
     assert actions == ["ehr.document.create", "ehr.document.view", "ehr.document.edit",
                        "ehr.document.sign", "ehr.document.cancel", "ehr.document.restore", "ehr.record.print",
                        "ehr.record.export"]

@@ -15,8 +15,9 @@ from core import events
 from core.db import make_engine, make_session_factory
 from ehr import exchange, hosobenhan, pki, records, signing
 from ehr.jobs import imaging_report_signed, lab_report_released
-from ehr.models import Document, MedicalRecord, Version
+from ehr.models import Certificate, Document, MedicalRecord, Version
 from ehr.records import RecordError
+from his import encounters
 from his.models.encounters import Diagnosis
 from tests.ehr.conftest import SYSTEM, TREATMENT, make_hospital
 
@@ -135,6 +136,11 @@ def test_import_into_another_instance_keeps_versions_and_signatures_verifiable(d
                 assert signing.verify_bytes(sig.cms, version.canonical, cas).status == "valid"
         again = json.loads(json.dumps(data))
         assert [c.verdict.status for c in exchange.verify_bundle(again, cas)] == ["valid"] * 3
+        # The sender's CA is kept as an external CA: the screens, `vnhis ehr check` and restore verify it here.
+        assert other.scalars(select(Certificate.kind).where(Certificate.subject.contains("Test Hospital CA"))
+                             ).all() == ["external_ca"]
+        assert pki.trusted_cas(other, external=False) == []
+        assert exchange.check_all(other) == exchange.Integrity(3, 3, [])
     finally:
         other.close()
         close_all_sessions()
@@ -175,3 +181,55 @@ def test_surgery_and_procedure_reports_fill_groups_x_and_xi(db_session, hospital
     data = hosobenhan.build(db_session, record)
     assert [p["phuong_phap"] for p in data["PhieuThuThuat"]] == ["Nội soi phế quản"]
     assert data["PhieuThuThuat"][0]["maicd_truoc"] == "J18.9" and data["PhieuPhauThuat"] == []
+
+
+def _signed_envelope(entry: dict) -> dict:
+    return json.loads(base64.b64decode(entry["resource"]["content"][0]["attachment"]["data"]))
+
+
+def _without(bundle: dict, keep) -> dict:
+    """The bundle without the versions (DocumentReference and its Provenance) whose envelope fails `keep`."""
+    dropped = {e["fullUrl"] for e in bundle["entry"] if e["resource"]["resourceType"] == "DocumentReference"
+               and not keep(_signed_envelope(e))}
+    return bundle | {"entry": [e for e in bundle["entry"] if e["fullUrl"] not in dropped
+                               and e["resource"].get("target", [{}])[0].get("reference") not in dropped]}
+
+
+def test_an_import_binds_versions_by_their_signed_envelope_and_refuses_a_mixed_bundle(
+        db_session, hospital, keys, signed_record, committed_db_url, vi):
+    doctor = hospital.actor(hospital.doctor)
+    second = encounters.open_encounter(db_session, SYSTEM, hospital.patient, kind="outpatient", day=TODAY,
+                                       room=hospital.room, doctor=hospital.encounter.doctor, reason="Tái khám")
+    other_record = records.open_record(db_session, doctor, second)
+    intruder = records.add_document(db_session, doctor, other_record, "36/BV2", TREATMENT | {"orders": "Khác"},
+                                    on=TODAY)
+    signing.sign(db_session, doctor, records.current(db_session, intruder), keys)
+    db_session.commit()
+    data = json.loads(exchange.export(db_session, doctor, signed_record, "fhir"))
+    foreign = json.loads(exchange.export(db_session, doctor, other_record, "fhir"))
+    intruding = _without(foreign, lambda envelope: envelope["document"]["id"] == intruder.id)
+    mixed = data | {"entry": data["entry"] + [e for e in intruding["entry"]
+                                              if e["resource"]["resourceType"] in ("DocumentReference", "Provenance")]}
+    sheet = next(d for d in signed_record.documents if d.form_code == "36/BV2")
+    gap = _without(data, lambda envelope: (envelope["document"]["id"], envelope["version"]) != (sheet.id, 1))
+    cas = pki.trusted_cas(db_session)
+    engine, other = _other_instance(committed_db_url)
+    try:
+        there = make_hospital(other)
+        other.commit()
+        for bundle, message in (
+                (mixed, "Từ chối nhập: gói dữ liệu trộn các phiên bản đã ký của 2 hồ sơ khác nhau. "
+                        "Không có gì được nhập."),
+                (gap, f"Từ chối nhập: tài liệu {sheet.id} có các phiên bản đã ký 2 thay vì từ 1 đến 1 của một "
+                      "biểu mẫu. Không có gì được nhập.")):
+            assert all(c.verdict.ok for c in exchange.verify_bundle(bundle, cas))  # every signature is fine
+            with pytest.raises(RecordError) as err:
+                exchange.import_record(other, SYSTEM, bundle, there.encounter, cas)
+            assert (err.value.code, str(err.value)) == ("bad_bundle", message)
+            other.rollback()
+            assert other.scalar(select(func.count()).select_from(MedicalRecord)) == 0
+            assert other.scalar(select(func.count()).select_from(Certificate)) == 0
+    finally:
+        other.close()
+        close_all_sessions()
+        engine.dispose()

@@ -1,19 +1,22 @@
 """Records, documents and versions: form checks with precise Vietnamese errors, immutable versions with
 optimistic locking, cancel/restore with a reason, and the database refusing deletes and rewrites."""
 
+import threading
+import time
 from datetime import date, timedelta
 
 import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import close_all_sessions
 
-from core.db import utcnow
+from core.db import make_engine, make_session_factory, utcnow
 from core.models import AuditEvent
 from ehr import records
 from ehr.access import AccessDenied
 from ehr.models import Document, MedicalRecord, Version
 from ehr.records import RecordError
-from tests.ehr.conftest import TREATMENT
+from tests.ehr.conftest import TREATMENT, make_hospital
 
 TODAY = date.today()
 
@@ -112,17 +115,60 @@ def test_an_edit_makes_a_new_version_and_the_old_one_stays(db_session, hospital,
     assert event["detail"]["before"] == v1.content_hash and event["detail"]["after"] == v2.content_hash
 
 
-def test_a_second_concurrent_edit_is_told_and_overwrites_nothing(db_session, hospital, record, vi):
-    actor = hospital.actor(hospital.doctor)
-    doc = records.add_document(db_session, actor, record, "36/BV2", TREATMENT, on=TODAY)
-    records.edit(db_session, actor, doc, TREATMENT | {"orders": "Lần sửa thứ nhất"}, expected_version=1, on=TODAY)
-    with pytest.raises(RecordError) as err:
-        records.edit(db_session, hospital.actor(hospital.nurse), doc, TREATMENT | {"orders": "Lần sửa thứ hai"},
-                     expected_version=1, on=TODAY)
-    assert str(err.value) == ("Người khác vừa lưu tài liệu này (hiện là phiên bản 2, bạn sửa từ phiên bản 1). "
-                              "Hãy tải lại; chưa có gì được lưu.")
-    assert records.current(db_session, doc).content["orders"] == "Lần sửa thứ nhất"
-    assert _counts(db_session) == (1, 2)
+def test_a_second_concurrent_edit_is_told_and_overwrites_nothing(committed_db_url, vi):
+    """Two editors open version 1 in their own sessions; the first saves while the second's save waits on the
+    row lock; the second is then told, and the first one's version stands alone."""
+    engine = make_engine(committed_db_url)
+    factory = make_session_factory(engine)
+    try:
+        with factory() as setup:
+            hospital = make_hospital(setup)
+            record = records.open_record(setup, hospital.actor(hospital.doctor), hospital.encounter)
+            doc_id = records.add_document(setup, hospital.actor(hospital.doctor), record, "36/BV2", TREATMENT,
+                                          on=TODAY).id
+            setup.commit()
+            doctor, nurse = hospital.actor(hospital.doctor), hospital.actor(hospital.nurse)
+        first, second = factory(), factory()
+        loaded = [s.get(Document, doc_id) for s in (first, second)]
+        assert [d.current_version for d in loaded] == [1, 1]  # both editors start from version 1
+        records.edit(first, doctor, loaded[0], TREATMENT | {"orders": "Lần sửa thứ nhất"}, expected_version=1,
+                     on=TODAY)
+        second_pid = second.execute(text("SELECT pg_backend_pid()")).scalar()
+        outcome = {}
+
+        def save_second():
+            try:
+                records.edit(second, nurse, loaded[1], TREATMENT | {"orders": "Lần sửa thứ hai"},
+                             expected_version=1, on=TODAY)
+            except RecordError as exc:
+                outcome["error"] = exc
+            second.rollback()
+
+        worker = threading.Thread(target=save_second)
+        worker.start()
+        with engine.connect() as watch:  # the second save is waiting on the first one's row lock
+            while worker.is_alive() and not watch.execute(text(
+                    "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = :pid"),
+                    {"pid": second_pid}).scalar():
+                watch.rollback()
+                time.sleep(0.02)
+        first.commit()
+        worker.join(30)
+        assert not worker.is_alive()
+        error = outcome["error"]
+        assert (error.code, str(error)) == ("conflict", "Người khác vừa lưu tài liệu này (hiện là phiên bản 2, bạn "
+                                                        "sửa từ phiên bản 1). Hãy tải lại; chưa có gì được lưu.")
+        with factory() as check:
+            versions = check.scalars(select(Version).where(Version.document_id == doc_id)
+                                     .order_by(Version.number)).all()
+            assert [(v.number, v.content["orders"]) for v in versions] == [(1, TREATMENT["orders"]),
+                                                                          (2, "Lần sửa thứ nhất")]
+            assert check.get(Document, doc_id).current_version == 2
+        first.close()
+        second.close()
+    finally:
+        close_all_sessions()
+        engine.dispose()
 
 
 def test_cancel_and_restore_round_trip_with_reasons(db_session, hospital, record, vi):
@@ -180,3 +226,29 @@ def test_only_the_care_team_starts_a_record_of_a_fitting_form_and_no_act_is_in_t
                              clinical_time=utcnow() + timedelta(hours=2), on=TODAY)
     assert err.value.field_errors == {"clinical_time": "Thời gian thực hiện không được ở tương lai."}
     assert _counts(db_session) == (0, 0)
+
+
+def _behind_the_trigger(session, statement: str, **params) -> None:
+    """What only a database superuser can do: a write with the triggers switched off."""
+    session.execute(text("SET LOCAL session_replication_role = replica"))
+    session.execute(text(statement), params)
+    session.execute(text("SET LOCAL session_replication_role = origin"))
+    session.expire_all()
+
+
+def test_content_rewritten_behind_the_trigger_is_reported_and_never_shown(db_session, hospital, record, vi):
+    from ehr import exchange, hosobenhan, printing
+
+    doc = records.add_document(db_session, hospital.actor(hospital.doctor), record, "36/BV2", TREATMENT, on=TODAY)
+    assert exchange.check_all(db_session).failures == []
+    _behind_the_trigger(db_session, "UPDATE ehr_versions SET content = jsonb_set(content, '{orders}', "
+                                    "'\"Morphin 10 mg\"') WHERE document_id = :doc", doc=doc.id)
+    version = records.current(db_session, doc)
+    assert exchange.check_all(db_session).failures == [
+        f"version {version.id} (document {doc.id} v1): stored content differs from its signed bytes"]
+    message = ("Phiên bản 1 của tài liệu không khớp với dữ liệu đã ký: nó đã bị sửa ngoài ứng dụng. "
+               "Hãy báo cho quản trị viên.")
+    for show in (lambda: printing.document_view(db_session, doc), lambda: hosobenhan.build(db_session, record)):
+        with pytest.raises(RecordError) as err:
+            show()
+        assert (err.value.code, str(err.value)) == ("tampered", message)

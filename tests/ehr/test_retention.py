@@ -92,3 +92,24 @@ def test_destruction_after_the_date_erases_content_and_keeps_the_metadata(db_ses
     assert sorted(v.content_hash for v in versions) == hashes and record.status == "destroyed"
     with pytest.raises(DBAPIError), db_session.begin_nested():  # the purge switch was only for that operation
         db_session.execute(text("UPDATE ehr_versions SET amend_reason = 'x' WHERE document_id = :doc"), {"doc": doc.id})
+
+
+def test_the_purge_switch_lets_through_the_purge_itself_and_nothing_else(db_session, hospital, record, vi):
+    doc = records.add_document(db_session, hospital.actor(hospital.doctor), record, "36/BV2", TREATMENT, on=TODAY)
+    db_session.commit()
+    db_session.execute(text("SET LOCAL vnhis.ehr_purge = 'on'"))
+    for statement in ("UPDATE ehr_versions SET content = '{\"orders\": \"x\"}'::jsonb, purged_at = now() "
+                      "WHERE document_id = :doc",
+                      "UPDATE ehr_versions SET canonical = 'x'::bytea, content = '{}'::jsonb, purged_at = now() "
+                      "WHERE document_id = :doc",
+                      "UPDATE ehr_versions SET content = '{}'::jsonb, canonical = ''::bytea, purged_at = now(), "
+                      "author_name = 'x' WHERE document_id = :doc",
+                      "UPDATE ehr_versions SET content = '{}'::jsonb, canonical = ''::bytea WHERE document_id = :doc"):
+        with pytest.raises(DBAPIError) as err, db_session.begin_nested():
+            db_session.execute(text(statement), {"doc": doc.id})
+        assert "ehr: a version is immutable" in str(err.value.orig)
+    db_session.execute(text("UPDATE ehr_versions SET content = '{}'::jsonb, canonical = ''::bytea, purged_at = now() "
+                            "WHERE document_id = :doc"), {"doc": doc.id})
+    with pytest.raises(DBAPIError), db_session.begin_nested():  # purged once: the purge cannot be redone
+        db_session.execute(text("UPDATE ehr_versions SET purged_at = now() WHERE document_id = :doc"), {"doc": doc.id})
+    db_session.execute(text("SET LOCAL vnhis.ehr_purge = 'off'"))

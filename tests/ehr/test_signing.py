@@ -13,7 +13,7 @@ from core.db import utcnow
 from ehr import cms, pki, records, signing, tsa
 from ehr.models import Certificate, Signature
 from ehr.records import RecordError
-from tests.ehr.conftest import SYSTEM, TREATMENT
+from tests.ehr.conftest import PASSPHRASE, SYSTEM, TREATMENT
 from tests.ehr.tsa_server import serving
 
 TODAY = date.today()
@@ -164,3 +164,60 @@ def test_an_unreachable_tsa_signs_nothing(db_session, hospital, keys, sheet, vi)
                      stamper=tsa.HttpTimeStamper(f"http://127.0.0.1:{free_port()}/tsa", timeout=2))
     db_session.rollback()
     assert _signatures(db_session) == 0
+
+
+def _backdated(der: bytes, key, when) -> bytes:
+    """The same signature with a signing time the signer chose, re-signed with the signer's key (what
+    someone holding a revoked certificate's key can make)."""
+    from asn1crypto import cms as asn1_cms
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    info = asn1_cms.ContentInfo.load(der)
+    signer = info["content"]["signer_infos"][0]
+    attrs = signer["signed_attrs"]
+    for attr in attrs:
+        if attr["type"].native == "signing_time":
+            attr["values"] = [asn1_cms.Time({"utc_time": when})]
+    signer["signed_attrs"] = attrs
+    signer["signature"] = key.sign(b"\x31" + signer["signed_attrs"].dump(force=True)[1:], padding.PKCS1v15(),
+                                   hashes.SHA256())
+    return info.dump(force=True)
+
+
+def test_revocation_is_judged_at_the_server_time_not_a_backdated_signing_time(db_session, hospital, keys, sheet, ca,
+                                                                              monkeypatch, vi):
+    for old in db_session.scalars(select(Certificate).where(Certificate.user_id == hospital.doctor.id)):
+        old.revoked_at = utcnow()
+    cert = pki.issue(db_session, SYSTEM, keys, ca, common_name="Trần Văn Hùng", organisation="Bệnh viện Thử nghiệm",
+                     user_id=hospital.doctor.id, not_before=utcnow() - timedelta(days=30))
+    claimed = (utcnow() - timedelta(days=2)).replace(microsecond=0)
+    real_sign = cms.sign
+    monkeypatch.setattr(cms, "sign", lambda content, c, key: _backdated(real_sign(content, c, key), key, claimed))
+    sig = signing.sign(db_session, hospital.actor(hospital.doctor), records.current(db_session, sheet), keys,
+                       certificate=cert)
+    assert cms.check(sig.cms, records.current(db_session, sheet).canonical,
+                     pki.trusted_cas(db_session)).signing_time == claimed
+    cert.revoked_at = sig.signed_at - timedelta(days=1)  # revoked after the claimed time, before the real one
+    verdict = signing.verify(db_session, sig)
+    assert (verdict.status, verdict.detail) == ("revoked", "the certificate was revoked before the signing time")
+
+
+def test_each_stored_key_has_its_own_salt_and_production_needs_the_passphrase(db_session, keys, ca, tmp_path):
+    from cryptography.exceptions import InvalidTag
+
+    from core.config import ConfigError
+    from ehr import keystore
+    from ehr.models import SoftwareKey
+    from tests.conftest import make_config
+
+    sealed = db_session.scalars(select(SoftwareKey.encrypted_pkcs8)).all()
+    assert len(sealed) == 4 and len({s[:keystore.SALT_BYTES] for s in sealed}) == 4
+    assert keystore.SoftwareKeyStore(PASSPHRASE).private_key(db_session, ca).key_size == 2048  # a fresh process
+    with pytest.raises(InvalidTag):
+        keystore.SoftwareKeyStore("another-passphrase-0123").private_key(db_session, ca)
+    production = make_config(tmp_path, env="production")
+    with pytest.raises(ConfigError) as err:
+        keystore.from_config(production)
+    assert str(err.value) == "VNHIS_EHR_KEY_PASSPHRASE must be set in production (the signing keys' passphrase)"
+    assert isinstance(keystore.from_config(make_config(tmp_path)), keystore.SoftwareKeyStore)  # outside production

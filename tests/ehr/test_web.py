@@ -51,7 +51,11 @@ def test_a_doctor_fills_signs_and_amends_a_treatment_sheet(doctor_client, db_ses
                                                                                                     doc_url)})
     page = doctor_client.get(signed.headers["Location"]).get_data(as_text=True)
     assert "Đã ký phiên bản 1." in page and 'data-status="valid"' in page and "Chữ ký hợp lệ" in page
+    views = select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "ehr.document.view",
+                                                               AuditEvent.target_id == str(document_id))
+    before = db_session.scalar(views)
     form = doctor_client.get(f"{doc_url}/edit").get_data(as_text=True)
+    assert db_session.scalar(views) == before + 1  # the edit form shows the content: audited as a view
     assert "Phiên bản hiện tại đã ký" in form and "Ceftriaxon 1 g × 2 lọ, tiêm TM</textarea>" in form
     assert re.search(r'name="expected_version" value="1"', form)
     token = csrf_token(doctor_client, f"{doc_url}/edit")
@@ -116,3 +120,52 @@ def test_overdue_and_review_screens(client, db_session, hospital, make_user):
     login(client, "quantri")
     assert "Không có truy cập khẩn cấp." in client.get("/ehr/review").get_data(as_text=True)
     assert client.get(f"/ehr/encounters/{hospital.encounter.id}").status_code == 403  # admins do not read records
+
+
+def test_a_clinician_sees_only_their_own_overdue_documents_and_the_reviewer_all(client, db_session, hospital,
+                                                                                make_user):
+    from datetime import timedelta
+
+    from core.audit import Actor
+    from core.db import utcnow
+    from ehr import records
+
+    doctor, nurse = (Actor(id=u.id, name=u.username) for u in (hospital.doctor, hospital.nurse))
+    record = records.open_record(db_session, doctor, hospital.encounter)
+    when = utcnow() - timedelta(hours=30)
+    records.create_document(db_session, doctor, record, "36/BV2", {"progress": "a", "orders": "b"},
+                            clinical_time=when)
+    records.create_document(db_session, nurse, record, "37/BV2", {"care_level": "2", "observations": "x"},
+                            clinical_time=when)
+    db_session.commit()
+    make_user("truongkhoa", "doctor", "admin")
+    seen = {}
+    for username in ("dd.hoa", "truongkhoa"):
+        login(client, username)
+        page = client.get("/ehr/overdue").get_data(as_text=True)
+        seen[username] = re.findall(r'data-author="([^"]+)"', page)
+        client.post("/logout", data={"csrf_token": csrf_token(client, "/")})
+    assert seen == {"dd.hoa": ["Lê Thị Hoa"], "truongkhoa": ["Lê Thị Hoa", "Trần Văn Hùng"]}
+    details = db_session.scalars(select(AuditEvent.detail).where(AuditEvent.action == "ehr.overdue.view")
+                                 .order_by(AuditEvent.id)).all()
+    assert [(d["author_id"], d["documents"], d["patient_ids"]) for d in details] == [
+        (hospital.nurse.id, 1, [hospital.patient.id]), (None, 2, [hospital.patient.id])]
+
+
+def test_a_version_rewritten_behind_the_trigger_is_shown_as_an_integrity_error(doctor_client, db_session, hospital):
+    from sqlalchemy import text
+
+    record_id = _open_record(doctor_client, hospital)
+    doc_url = _new_sheet(doctor_client, record_id, TREATMENT).headers["Location"]
+    db_session.execute(text("SET LOCAL session_replication_role = replica"))
+    db_session.execute(text("UPDATE ehr_versions SET content = jsonb_set(content, '{orders}', '\"Morphin 10 mg\"')"))
+    db_session.execute(text("SET LOCAL session_replication_role = origin"))
+    db_session.commit()
+    for url in (doc_url, f"{doc_url}/edit"):
+        answer = doctor_client.get(url)
+        html = answer.get_data(as_text=True)
+        assert answer.status_code == 409 and "Morphin" not in html and "Ceftriaxon" not in html
+        assert ("Phiên bản 1 của tài liệu không khớp với dữ liệu đã ký: nó đã bị sửa ngoài ứng dụng. "
+                "Hãy báo cho quản trị viên.") in html
+    assert db_session.scalar(select(func.count()).select_from(AuditEvent)
+                             .where(AuditEvent.action == "ehr.integrity_error")) == 2
