@@ -61,11 +61,14 @@ def save(session: Session, actor: Actor, row: Analyser | None, form: dict) -> An
         errors["code"] = _l("Give a short code (at most 30 characters).")
     if not name:
         errors["name"] = _l("Give the analyser's name.")
-    if not sender or "^" not in sender:
-        errors["sender"] = _l("Give the sending application and facility as MSH-3^MSH-4.")
     protocol = form.get("protocol") or "hl7"
     if protocol not in PROTOCOLS:
         errors["protocol"] = _l("Unknown protocol.")
+    if protocol == "astm":  # H-5 may be one part ("CA-1500") or name^version
+        if not sender:
+            errors["sender"] = _l("Give the sender name as the analyser writes it in the ASTM header (H-5).")
+    elif not sender or "^" not in sender:
+        errors["sender"] = _l("Give the sending application and facility as MSH-3^MSH-4.")
     version = form.get("hl7_version") or "2.3.1"
     if version not in SUPPORTED_VERSIONS:
         errors["hl7_version"] = _l("Unsupported HL7 version.")

@@ -254,16 +254,20 @@ class Receiver:
             store_bad_frame(self.factory, frame, self.peer,
                             f"frame number {number.decode('latin-1')} where {self.expected % 8} was expected")
             return NAK
+        record_before, message_before = len(self.record), len(self.message)
         self.record += body[1:-1]
         if body[-1:] == ETX:
             self.message += self.record if self.record.endswith(CR) else self.record + CR
             terminator = self.record[:1] == b"L"
-            self.record.clear()
             if len(self.message) > MAX_MESSAGE_BYTES:
                 store_bad_frame(self.factory, bytes(self.message[:1024]), self.peer, "message too long")
                 self.message.clear()
             elif terminator and not self._finish():
-                return NAK  # not stored: the sender repeats the frame
+                # not stored: the sender repeats this frame, so what it added is taken back
+                del self.message[message_before:]
+                del self.record[record_before:]
+                return NAK
+            self.record.clear()
         self.expected += 1
         return ACK
 

@@ -4,7 +4,9 @@ For each frame: parse; keep the raw message in the store; apply its results in t
 transaction; commit; only then build the AA. A well-formed message we cannot apply (unknown
 specimen, unmapped test) is kept with its reason and answered AE + ERR; what we cannot parse or do
 not support is kept and answered AR. A repeat (same sender, MSH-10 and content) gets the answer
-stored the first time and nothing is stored again. Lab staff can resolve an unmatched message
+stored the first time and nothing is stored again (a query's answers — QCK then DSR — replay as
+the separate frames they were). A training or debugging message (MSH-11 T or D) is never applied to
+real patients: it is kept as rejected and answered AR. Lab staff can resolve an unmatched message
 (choose its specimen) or reprocess any message after a fix (a code mapped, a specimen registered).
 """
 
@@ -28,7 +30,11 @@ from lis.models import Message
 log = logging.getLogger("vnhis.lis.hl7")
 ACTOR = Actor.system("hl7")
 SUPPORTED = hl7.RESULT_MESSAGES | hl7.QUERY_MESSAGES | hl7.ACCEPTED_ACKS
-TABLE_0357 = {"unknown_specimen": "204", "rejected_specimen": "204", "unknown_test": "204", "no_results": "101"}
+# 204 unknown key identifier, 103 table value not found, 207 application internal error (the specimen
+# exists but the lab refused it), 101 required field missing
+TABLE_0357 = {"unknown_specimen": "204", "rejected_specimen": "207", "unknown_test": "103", "no_results": "101"}
+APPLIED_PROCESSING = ("P", "")  # MSH-11: production (empty: senders that leave it out)
+ANSWER_SEPARATOR = b"\x1c"  # between the stored answer frames of one message: never inside an HL7 message
 STATUS_OF = {"unknown_specimen": "unmatched"}
 
 
@@ -100,9 +106,12 @@ def apply_groups(session: Session, row: Message, analyser: catalog.AnalyserInfo 
         with session.no_autoflush:
             planned = results.plan(session, analyser, groups, barcode)
     except results.ResultError as exc:
-        error = Hl7Error("AE", TABLE_0357[exc.kind], exc.text, exc.location)
+        text = exc.text
+        if exc.kind == "rejected_specimen":
+            text = f"{exc.text} at the laboratory (unsuitable sample): its results are not accepted"
+        error = Hl7Error("AE", TABLE_0357[exc.kind], text, exc.location)
         row.status = STATUS_OF.get(exc.kind, "error")
-        row.error_code, row.error_location, row.error_reason = error.code, exc.location[:40], exc.text
+        row.error_code, row.error_location, row.error_reason = error.code, exc.location[:40], text
         row.specimen_barcodes = (exc.barcode or "")[:300] or None
         if on_outcome is not None:
             on_outcome("AE", error)
@@ -129,6 +138,20 @@ def _duplicate(session: Session, msg: hl7.Message) -> Message | None:
                                                 Message.content_hash == msg.content_hash, Message.direction == "in"))
 
 
+def stored_answers(row: Message) -> list[bytes]:
+    """The answer frames kept for a message, to send again to a repeat."""
+    return [part for part in row.ack.split(ANSWER_SEPARATOR) if part] if row.ack else []
+
+
+def _not_for_patients(msg: hl7.Message) -> Hl7Error | None:
+    processing = msg.msh.component(11)
+    if processing in APPLIED_PROCESSING:
+        return None
+    mode = {"T": "training", "D": "debugging"}.get(processing, processing)
+    return Hl7Error("AR", "202", f"processing id {processing} ({mode}) is not applied to patients: "
+                                 "send production messages with MSH-11 = P", "MSH^1^11")
+
+
 def process(session: Session, frame: bytes, peer: str | None = None, *, today: date | None = None) -> list[bytes]:
     """Handle one frame inside the caller's transaction; the caller commits, then sends the answer."""
     try:
@@ -142,16 +165,20 @@ def process(session: Session, frame: bytes, peer: str | None = None, *, today: d
         return [_answer(row, partial, exc.ack, exc)]
     previous = _duplicate(session, msg)
     if previous is not None:
-        return [previous.ack] if previous.ack else []
+        return stored_answers(previous)
     analyser = _profile(session, msg.sender)
     kind = msg.type
     if kind in hl7.ACCEPTED_ACKS:
         _store(session, frame, peer, msg, "answered", analyser=analyser)
         return []
+    refused = _not_for_patients(msg)
+    if refused is not None:
+        row = _store(session, frame, peer, msg, "rejected", analyser=analyser, error=refused)
+        return [_answer(row, msg, refused.ack, refused)]
     if kind in hl7.QUERY_MESSAGES:
         row = _store(session, frame, peer, msg, "answered", analyser=analyser)
         answers = queries.answer(session, msg)
-        row.ack_code, row.ack, row.processed_at = "AA", b"".join(answers), utcnow()
+        row.ack_code, row.ack, row.processed_at = "AA", ANSWER_SEPARATOR.join(answers), utcnow()
         return answers
     if is_quality_control(msg):
         row = _store(session, frame, peer, msg, "answered", analyser=analyser)
@@ -181,9 +208,10 @@ def handle(factory: sessionmaker, frame: bytes, peer: str | None = None, *,
         try:
             msg = hl7.parse(frame)
             previous = _duplicate(session, msg)
+            answers = stored_answers(previous) if previous is not None else []
             session.rollback()
-            if previous is not None and previous.ack:
-                return [previous.ack]
+            if answers:
+                return answers
         except (Hl7Error, SQLAlchemyError):
             session.rollback()
         return [_internal_error(factory, frame, peer, "the message conflicts with stored data")]
@@ -237,7 +265,12 @@ class InboxError(ValueError):
 
 def reprocess(session: Session, actor: Actor, row: Message, *, barcode: str | None = None,
               today: date | None = None) -> str:
-    """Apply a stored message again (after a fix), or with the specimen chosen by lab staff."""
+    """Apply a stored message again (after a fix), or with the specimen chosen by lab staff.
+
+    The message row is locked first, so two reprocessings of one message (two staff, a double click)
+    run one after the other and the second finds it applied. The new answer (AA once applied) is kept
+    as the message's answer: a sender that repeats the message now gets AA, not the old AE."""
+    row = session.get(Message, row.id, with_for_update=True, populate_existing=True)
     if row.direction != "in" or row.protocol not in ("hl7", "astm"):
         raise InboxError("not_inbound", _l("Only received messages can be reprocessed."))
     if row.status in ("applied", "resolved", "answered"):
@@ -254,6 +287,7 @@ def reprocess(session: Session, actor: Actor, row: Message, *, barcode: str | No
             raise InboxError("unparseable", _l("This message cannot be read: %(reason)s", reason=exc.text)) from None
         code, error = _apply(session, row, msg, _profile(session, msg.sender), actor=actor, barcode=barcode,
                              today=today)
+        _answer(row, msg, code, error)
     row.attempts += 1
     if barcode is not None and code == "AA":
         row.resolved_by = actor.name

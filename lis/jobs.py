@@ -5,8 +5,10 @@ Imported by core.modules at start-up, which also brings in the event subscribers
 
 from __future__ import annotations
 
+import logging
 import socket
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from core import queue
@@ -16,6 +18,7 @@ from lis.mllp import END, frame
 from lis.models import Analyser, Message, Specimen
 
 SEND_TIMEOUT_SECONDS = 10
+log = logging.getLogger("vnhis.lis.jobs")
 
 
 class DeliveryError(RuntimeError):
@@ -38,13 +41,44 @@ def exchange(host: str, port: int, payload: bytes, timeout: float = SEND_TIMEOUT
 
 @queue.job(specimens.SEND_ORDER_JOB, queue="lis", max_attempts=8)
 def send_order(session: Session, payload: dict) -> dict:
+    """Download the pending tests of a received specimen. Every attempt is kept in the message store,
+    a failed one too (in its own transaction: the job's is rolled back before the retry). The answer
+    must acknowledge the control id we sent; any other answer is a failure and is retried."""
     specimen = session.get(Specimen, payload["specimen_id"])
     analyser = session.get(Analyser, payload["analyser_id"])
+    runs = {code.test_id for code in analyser.codes}
+    if specimen.status == "rejected":
+        return {"specimen": specimen.barcode, "analyser": analyser.code, "skipped": "rejected"}
+    if not any(t.id in runs for t in queries.pending_tests(session, specimen)):
+        return {"specimen": specimen.barcode, "analyser": analyser.code, "skipped": "nothing pending"}
     message = queries.order_message(session, specimen, analyser)
+    sent = hl7.parse(message)
+    row = Message(protocol="hl7", direction="out", sender=f"VNHIS^LIS>{analyser.code}"[:200],
+                  control_id=sent.control_id, content_hash=sent.content_hash, message_type="^".join(sent.type),
+                  version=sent.version, analyser_id=analyser.id, peer=f"{analyser.host}:{analyser.port}",
+                  raw=message, status="sent", received_at=utcnow(), specimen_barcodes=specimen.barcode)
     try:
-        answer = exchange(analyser.host, analyser.port, message)
+        row.ack = _exchange(analyser, message)
+        code = _accepted(analyser, sent.control_id, row.ack)
+    except DeliveryError as exc:
+        row.status, row.error_reason, row.processed_at = "error", str(exc), utcnow()
+        _keep_failed(session, row)
+        raise
+    row.ack_code, row.processed_at = code, utcnow()
+    session.add(row)
+    session.flush()
+    return {"specimen": specimen.barcode, "analyser": analyser.code, "ack": code}
+
+
+def _exchange(analyser: Analyser, message: bytes) -> bytes:
+    try:
+        return exchange(analyser.host, analyser.port, message)
     except OSError as exc:
         raise DeliveryError(f"{analyser.code} at {analyser.host}:{analyser.port} is unreachable: {exc}") from None
+
+
+def _accepted(analyser: Analyser, control_id: str, answer: bytes) -> str:
+    """The MSA-1 code of an answer that accepts our message, or DeliveryError."""
     try:
         ack = hl7.parse(answer)
     except hl7.Hl7Error as exc:
@@ -53,11 +87,16 @@ def send_order(session: Session, payload: dict) -> dict:
     code = msa.component(1) if msa is not None else ""
     if code not in ("AA", "CA"):
         raise DeliveryError(f"{analyser.code} refused the order with {code or 'no MSA'}")
-    sent = hl7.parse(message)
-    session.add(Message(protocol="hl7", direction="out", sender=f"VNHIS^LIS>{analyser.code}"[:200],
-                        control_id=sent.control_id, content_hash=sent.content_hash, message_type="^".join(sent.type),
-                        version=sent.version, analyser_id=analyser.id, peer=f"{analyser.host}:{analyser.port}",
-                        raw=message, status="sent", ack_code=code, ack=answer, processed_at=utcnow(),
-                        specimen_barcodes=specimen.barcode))
-    session.flush()
-    return {"specimen": specimen.barcode, "analyser": analyser.code, "ack": code}
+    if msa.component(2) != control_id:
+        raise DeliveryError(f"{analyser.code} acknowledged control id {msa.component(2)!r}, not the {control_id!r} "
+                            "we sent")
+    return code
+
+
+def _keep_failed(session: Session, row: Message) -> None:
+    try:
+        with Session(bind=session.get_bind()) as own:
+            own.add(row)
+            own.commit()
+    except SQLAlchemyError as exc:
+        log.warning("failed order download not stored: %s", str(exc).splitlines()[0])

@@ -10,4 +10,5 @@ declare("lis.result.validate_technical", _l("Technical validation of lab results
 declare("lis.result.validate_medical", _l("Medical validation and release of lab results"), ["lab_physician"],
         "lis")
 declare("lis.result.read", _l("View lab results"), ["doctor", "nurse", "lab_technician", "lab_physician"], "lis")
+declare("lis.critical.acknowledge", _l("Acknowledge critical lab values"), ["doctor", "lab_physician"], "lis")
 declare("lis.admin", _l("Edit the lab catalogue and analyser profiles"), ["admin", "lab_physician"], "lis")

@@ -7,8 +7,13 @@ printed the moment the order exists. Reception queues the order download to the 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import functools
+import os
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
+from flask import current_app, has_app_context
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
@@ -26,6 +31,7 @@ from lis.models import Analyser, Specimen, SpecimenTest
 BARCODE_SEQUENCE = "lis_specimen_barcode_seq"
 BARCODE_COUNTER = "lis_specimen_barcode"
 SEND_ORDER_JOB = "lis.order.send"
+DEFAULT_TIMEZONE = "Asia/Ho_Chi_Minh"
 
 
 class SpecimenError(ValueError):
@@ -53,9 +59,34 @@ def _next_number(session: Session) -> int:
     return row.value
 
 
+@functools.lru_cache(maxsize=1)
+def _configured_zone() -> ZoneInfo:
+    # outside the web app (listener, jobs): the same variable core.config reads and checked at start-up
+    return ZoneInfo(os.environ.get("VNHIS_TIMEZONE") or DEFAULT_TIMEZONE)
+
+
+def hospital_zone() -> ZoneInfo:
+    """The configured hospital time zone (VNHIS_TIMEZONE): the web app's, or the process's own config."""
+    if has_app_context() and "vnhis.config" in current_app.extensions:
+        return current_app.extensions["vnhis.config"].tz
+    return _configured_zone()
+
+
+def local_text(moment: datetime | None) -> str:
+    """A moment as the hospital reads it (dd/mm/yyyy hh:mm, hospital time)."""
+    if moment is None:
+        return ""
+    if has_app_context() and "vnhis.config" in current_app.extensions:
+        from core.i18n import format_datetime
+
+        return format_datetime(moment)
+    return moment.astimezone(hospital_zone()).strftime("%d/%m/%Y %H:%M")
+
+
 def new_barcode(session: Session, on: datetime) -> str:
-    """YYMMDD + a 6-digit number: short for a 50×25 mm label, unique forever (the number never repeats)."""
-    return f"{on.strftime('%y%m%d')}{_next_number(session) % 1_000_000:06d}"
+    """YYMMDD (the hospital's date, not UTC's: a tube taken at 06:30 is today's) + a 6-digit number:
+    short for a 50×25 mm label, unique forever (the number never repeats)."""
+    return f"{on.astimezone(hospital_zone()).strftime('%y%m%d')}{_next_number(session) % 1_000_000:06d}"
 
 
 def create_for_order(session: Session, actor: Actor, order: Order) -> list[Specimen]:
@@ -97,7 +128,9 @@ def _on_order_placed(session: Session, payload: dict) -> None:
 def _on_order_cancelled(session: Session, payload: dict) -> None:
     for specimen in session.scalars(select(Specimen).where(Specimen.order_id == payload["order_id"],
                                                            Specimen.status.in_(("ordered", "collected")))):
-        reject(session, Actor.system("lis"), specimen, f"order cancelled: {payload.get('reason') or ''}".strip())
+        reason = payload.get("reason") or ""
+        text_ = _("Order cancelled: %(reason)s", reason=reason) if reason else _("Order cancelled.")
+        reject(session, Actor.system("lis"), specimen, text_)
 
 
 def by_barcode(session: Session, barcode: str) -> Specimen | None:
@@ -127,7 +160,7 @@ def receive(session: Session, actor: Actor, barcode: str) -> Specimen:
         raise SpecimenError("rejected", _l("This specimen was rejected: %(reason)s", reason=specimen.reject_reason))
     if specimen.status not in ("ordered", "collected"):
         raise SpecimenError("already_received", _l("This specimen was already received at %(at)s.",
-                                                   at=_local(specimen.received_at)))
+                                                   at=local_text(specimen.received_at)))
     now = utcnow()
     if specimen.collected_at is None:
         specimen.collected_at, specimen.collected_by = now, actor.name
@@ -160,14 +193,6 @@ def reject(session: Session, actor: Actor, specimen: Specimen, reason: str | Non
     session.flush()
     audit.record(session, actor, "lis.specimen.reject", specimen, {"barcode": specimen.barcode, "reason": reason,
                                                                    "patient_id": specimen.patient_id})
-
-
-def _local(moment: datetime | None) -> str:
-    from zoneinfo import ZoneInfo
-
-    if moment is None:
-        return ""
-    return moment.astimezone(UTC).astimezone(ZoneInfo("Asia/Ho_Chi_Minh")).strftime("%H:%M %d/%m/%Y")
 
 
 register_reference(Specimen.patient_id)

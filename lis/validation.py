@@ -23,6 +23,7 @@ from his.models.org import Staff
 from his.patients import register_reference
 from lis.models import CriticalAlert, Report, Result, Specimen
 from lis.results import current_of
+from lis.specimens import local_text
 
 
 class ValidationError(ValueError):
@@ -41,7 +42,11 @@ def display_name(session: Session, actor: Actor) -> str:
 
 def validate_technical(session: Session, actor: Actor, specimen: Specimen,
                        result_ids: list[int] | None = None) -> list[Result]:
-    """Confirm the analyser's final values (all waiting ones, or those chosen)."""
+    """Confirm the analyser's final values (all waiting ones, or those chosen).
+
+    The specimen row is locked first: a second click, or a new version arriving from the listener,
+    waits for this transaction and then sees what it did."""
+    specimen = lock(session, specimen)
     waiting = [r for r in current_of(session, specimen) if r.stage == "preliminary"
                and (result_ids is None or r.id in result_ids)]
     if not waiting:
@@ -60,23 +65,45 @@ def validate_technical(session: Session, actor: Actor, specimen: Specimen,
     return waiting
 
 
+def _released_at(session: Session, specimen: Specimen) -> str:
+    last = session.scalar(select(Report.released_at).where(Report.specimen_id == specimen.id)
+                          .order_by(Report.id.desc()).limit(1))
+    return local_text(last)
+
+
 def _event_row(row: Result) -> dict:
     return {"code": row.test.code, "name": row.test.name, "value": row.value, "unit": row.unit, "flag": row.flag,
             "reference_range": row.reference_range, "status": row.result_status}
 
 
+def lock(session: Session, specimen: Specimen) -> Specimen:
+    """The specimen row FOR UPDATE, reloaded: validations and releases of one specimen run one after the other."""
+    return session.get(Specimen, specimen.id, with_for_update=True, populate_existing=True)
+
+
 def release(session: Session, actor: Actor, specimen: Specimen) -> Report:
-    """The lab physician's signature: every current result must be technically validated."""
+    """The lab physician's signature: every requested test has a final, technically validated result.
+
+    The specimen is locked and its results read again after the lock, so two physicians (or a
+    double click) release once, and a version the listener adds meanwhile is not released unseen."""
+    specimen = lock(session, specimen)
     current = current_of(session, specimen)
     if not current:
         raise ValidationError("no_results", _l("This specimen has no result yet."))
+    fresh = [r for r in current if r.stage == "technically_validated"]
+    if not fresh and all(r.stage == "released" for r in current):
+        raise ValidationError("already_released", _l("These results have already been released (report of "
+                                                     "%(at)s).", at=_released_at(session, specimen)))
     pending = [r.test.code for r in current if r.stage == "preliminary"]
     if pending:
         raise ValidationError("not_validated", _l("Technical validation is missing for %(codes)s.",
                                                   codes=", ".join(pending)))
-    fresh = [r for r in current if r.stage == "technically_validated"]
-    if not fresh:
-        raise ValidationError("already_released", _l("These results have already been released."))
+    resulted = {r.test_id for r in current if r.result_status != "P"}
+    missing = [f"{r.test.name} ({r.test.code})" for r in specimen.requests if r.test_id not in resulted]
+    if missing:
+        raise ValidationError("incomplete", _l("These requested tests have no final result yet: %(tests)s. "
+                                               "Release the report when every result is in.",
+                                               tests=", ".join(missing)))
     now, name = utcnow(), display_name(session, actor)
     for row in fresh:
         row.stage, row.medical_by, row.medical_at = "medically_validated", actor.name, now
@@ -127,14 +154,21 @@ def _complete_order(session: Session, actor: Actor, order: Order) -> None:
         his_orders.complete(session, actor, order)
 
 
-def acknowledge(session: Session, actor: Actor, alert: CriticalAlert, note: str | None = None) -> None:
+def acknowledge(session: Session, actor: Actor, alert: CriticalAlert, note: str | None = None) -> CriticalAlert:
+    """The doctor confirms the critical value reached them. The alert row is locked, so a second
+    acknowledgement (another doctor, a double click) finds it done and changes nothing. Anyone but the
+    ordering doctor acknowledges on that doctor's behalf, and the audit says so."""
+    alert = session.get(CriticalAlert, alert.id, with_for_update={"of": CriticalAlert}, populate_existing=True)
     if alert.acknowledged_at is not None:
         raise ValidationError("already_acknowledged", _l("This critical value was already acknowledged."))
     alert.acknowledged_at, alert.acknowledged_by, alert.acknowledged_by_id = utcnow(), actor.name, actor.id
     alert.note = (note or "").strip() or None
     session.flush()
-    audit.record(session, actor, "lis.critical.acknowledge", alert,
-                 {"patient_id": alert.patient_id, "result_id": alert.result_id, "note": alert.note})
+    detail = {"patient_id": alert.patient_id, "result_id": alert.result_id, "note": alert.note}
+    if alert.doctor_user_id is not None and actor.id != alert.doctor_user_id:
+        detail["on_behalf_of_user_id"] = alert.doctor_user_id
+    audit.record(session, actor, "lis.critical.acknowledge", alert, detail)
+    return alert
 
 
 def open_alerts(session: Session, *, user_id: int | None = None, encounter_id: int | None = None):

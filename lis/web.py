@@ -10,13 +10,24 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
 from core import audit
+from core.permissions import has_permission
 from core.web import NavEntry, add_nav, current_actor, current_user, db_session
 from core.web.security import require
 from his.models.encounters import Encounter
 from his.models.patients import Patient
 from his.web import panels
-from lis import analysers, inbox, printing, results, specimens, validation
-from lis.models import STAGES, Analyser, CriticalAlert, Message, Report, Specimen
+from lis import analysers, catalog, inbox, printing, results, specimens, validation
+from lis.models import (
+    STAGES,
+    Analyser,
+    AnalyserCode,
+    CriticalAlert,
+    LabTest,
+    Message,
+    PanelMember,
+    Report,
+    Specimen,
+)
 from lis.specimens import SpecimenError
 from lis.validation import ValidationError
 
@@ -24,6 +35,7 @@ bp = Blueprint("lis", __name__, url_prefix="/lis", template_folder="templates")
 
 READ, COLLECT, ENTER = "lis.result.read", "lis.specimen.collect", "lis.result.enter"
 TECHNICAL, MEDICAL, ADMIN = "lis.result.validate_technical", "lis.result.validate_medical", "lis.admin"
+ACKNOWLEDGE = "lis.critical.acknowledge"
 SPECIMEN_STATUS = {"ordered": _l("Ordered"), "collected": _l("Collected"), "received": _l("Received at the lab"),
                    "rejected": _l("Rejected"), "resulted": _l("Results in"), "released": _l("Released")}
 STAGE_LABELS = {"preliminary": _l("Awaiting technical validation"),
@@ -40,7 +52,8 @@ def _labels():
     return {"lis_specimen_status": lambda s: SPECIMEN_STATUS.get(s, s),
             "lis_stage": lambda s: STAGE_LABELS.get(s, s),
             "lis_message_status": lambda s: MESSAGE_STATUS.get(s, s),
-            "lis_specimen_type": lambda s: SPECIMEN_TYPES.get(s, s)}
+            "lis_specimen_type": lambda s: SPECIMEN_TYPES.get(s, s),
+            "lis_can_acknowledge": lambda: has_permission(current_user(), ACKNOWLEDGE)}
 
 
 def _specimen_or_404(specimen_id: int) -> Specimen:
@@ -194,7 +207,7 @@ def alerts():
 
 
 @bp.post("/alerts/<int:alert_id>/acknowledge")
-@require(READ)
+@require(ACKNOWLEDGE)
 def acknowledge(alert_id: int):
     sess = db_session()
     alert = sess.get(CriticalAlert, alert_id)
@@ -289,6 +302,32 @@ def analyser_edit(analyser_id: int | None):
                            fields=analysers.SPECIMEN_FIELD_CHOICES), 422 if errors else 200
 
 
+# --- the lab catalogue (read-only view) ------------------------------------------------------
+
+def _months(value: int | None) -> str:
+    if value is None:
+        return ""
+    return _("%(n)d y", n=value // 12) if value % 12 == 0 else _("%(n)d m", n=value)
+
+
+@bp.get("/catalogue")
+@require(ADMIN)
+def catalogue():
+    """Tests and panels with their ranges by sex and age band, critical limits, each analyser's code
+    and the billing service code: what lab staff check before editing a profile."""
+    sess = db_session()
+    tests = list(sess.scalars(select(LabTest).order_by(LabTest.is_panel.desc(), LabTest.position, LabTest.code)))
+    members: dict[int, list[LabTest]] = {}
+    for row in sess.scalars(select(PanelMember).order_by(PanelMember.position)):
+        members.setdefault(row.panel_id, []).append(row.test)
+    codes: dict[int, list[tuple[str, str]]] = {}
+    for row in sess.scalars(select(AnalyserCode).join(AnalyserCode.analyser).order_by(Analyser.code)):
+        codes.setdefault(row.test_id, []).append((row.analyser.code, row.code))
+    audit.record(sess, current_actor(), "lis.catalogue.read", None, {"tests": len(tests)})
+    return render_template("lis/catalogue.html", tests=tests, members=members, codes=codes,
+                           range_text=catalog.range_text, months=_months, plain=lambda d: format(d.normalize(), "f"))
+
+
 # --- the encounter panel ----------------------------------------------------------------------
 
 def encounter_panel(encounter: Encounter) -> str:
@@ -309,4 +348,5 @@ def init_app(app) -> None:
     add_nav(app, NavEntry("lis.inbox_list", _l("Unmatched results"), ENTER, _l("Laboratory"), 302))
     add_nav(app, NavEntry("lis.analyser_list", _l("Analysers"), ADMIN, _l("Laboratory"), 303))
     add_nav(app, NavEntry("lis.alerts", _l("Critical values"), READ, _l("Laboratory"), 304))
+    add_nav(app, NavEntry("lis.catalogue", _l("Lab catalogue"), ADMIN, _l("Laboratory"), 305))
     panels.add(app, "encounter", "lis", encounter_panel, order=200, permission=READ)

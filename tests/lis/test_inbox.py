@@ -106,7 +106,7 @@ def test_refusals_store_the_raw_message_with_its_reason_and_nothing_else(db_sess
          "OBX-5 value '6,5' is not a number (NM)"),
         (cbc_oru(lab["blood"], "C4", charset="UNICODE UTF-8").replace("Nguyễn".encode(), b"Nguy\xff"), "AE", "C4",
          "102", "bytes not valid in the declared character set UNICODE UTF-8"),
-        (glucose_oru(lab["serum"], "C5", test="777"), "AE", "C5", "204",
+        (glucose_oru(lab["serum"], "C5", test="777"), "AE", "C5", "103",
          "test code 777 is not mapped for this analyser"),
     ]
     for raw, code, control, err, reason in cases:
@@ -133,7 +133,10 @@ def test_a_rejected_specimen_is_refused(db_session, lab):
     specimens.reject(db_session, lab["doctor"], specimen, "Vỡ ống")
     [answer] = inbox.process(db_session, glucose_oru(lab["serum"], "R1"), today=TODAY)
     assert _msa(answer) == ("AE", "R1")
-    assert db_session.scalars(select(Message)).one().error_reason == f"specimen {lab['serum']} was rejected"
+    stored = db_session.scalars(select(Message)).one()
+    assert (stored.error_code, stored.error_reason) == (
+        "207", f"specimen {lab['serum']} was rejected at the laboratory (unsuitable sample): its results are not "
+               "accepted")
     assert _count(db_session, Result) == 0
 
 

@@ -94,7 +94,9 @@ def test_reception_sends_the_orders_and_retries_after_a_refusal(committed_lab, t
     queue.run_due(factory)
     with factory() as session:
         assert session.scalars(select(Job.status).where(Job.name == "lis.order.send")).one() == "done"
-        sent = session.scalars(select(Message).where(Message.direction == "out")).one()
+        failed, sent = session.scalars(select(Message).where(Message.direction == "out").order_by(Message.id))
+        assert (failed.status, failed.error_reason, failed.specimen_barcodes) == (
+            "error", "BC5380 refused the order with AE", committed_lab["blood"])  # every attempt is kept
         assert (sent.status, sent.ack_code, sent.specimen_barcodes, sent.message_type) == (
             "sent", "AA", committed_lab["blood"], "ORM^O01")
     first, second = analyser.received

@@ -55,4 +55,4 @@ def test_a_cancelled_order_rejects_its_tubes(db_session, lab):
     order = db_session.get(Order, lab["order_id"])
     orders.cancel(db_session, lab["doctor"], order, "Bệnh nhân từ chối")
     assert {(t.status, t.reject_reason) for t in db_session.scalars(select(Specimen))} == {
-        ("rejected", "order cancelled: Bệnh nhân từ chối")}
+        ("rejected", "Order cancelled: Bệnh nhân từ chối")}

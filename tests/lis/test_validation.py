@@ -124,7 +124,9 @@ def test_the_whole_workflow_with_a_correction_after_release(db_session, lab):
 def test_a_delta_check_flags_a_big_change_from_the_last_released_result(db_session, lab):
     serum = _serum(db_session, lab)
     inbox.process(db_session, glucose_oru(lab["serum"], "D1", "5.0"), today=TODAY)
-    validation.validate_technical(db_session, lab["doctor"], serum, [_current(db_session, lab, "GLU").id])
+    inbox.process(db_session, oul_r22(lab["serum"], "D1E", {"2951-2": "140", "2823-3": "4.1", "2075-0": "101"}),
+                  today=TODAY)
+    validation.validate_technical(db_session, lab["doctor"], serum)
     validation.release(db_session, lab["doctor"], serum)
     first_order = db_session.get(Order, lab["order_id"])
     later = orders.place_order(db_session, lab["doctor"], first_order.encounter, "lab", [{"code": "XN.GLU"}],
