@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from lis.mllp import DEFAULT_MAX_BYTES
+from lis.mllp import DEFAULT_BATCH, DEFAULT_MAX_BYTES, DEFAULT_WRITERS
 
 
 def register(group) -> None:
@@ -15,7 +15,12 @@ def register(group) -> None:
                   help="also listen for ASTM E1394 / LIS2-A2 analysers on this port")
     @click.option("--max-bytes", default=DEFAULT_MAX_BYTES, show_default=True, type=click.IntRange(1024),
                   help="longest message accepted")
-    def hl7_command(host: str, port: int, astm_port: int | None, max_bytes: int) -> None:
+    @click.option("--max-batch", default=DEFAULT_BATCH, show_default=True, type=click.IntRange(1, 1000),
+                  help="most messages (of all connections) committed in one transaction; 1: each alone")
+    @click.option("--writers", default=DEFAULT_WRITERS, show_default=True, type=click.IntRange(1, 32),
+                  help="threads applying messages, each with its own database connection")
+    def hl7_command(host: str, port: int, astm_port: int | None, max_bytes: int, max_batch: int,
+                    writers: int) -> None:
         """Receive results from analysers and answer their queries."""
         from core import audit
         from core.cli import _config, _engine, _logging, _require_current_schema
@@ -35,4 +40,4 @@ def register(group) -> None:
             click.echo(f"vnhis hl7 listening on {host}:{ports[0]} (MLLP){extra}")
 
         listener.run(make_session_factory(engine), host, port, astm_port=astm_port, max_bytes=max_bytes,
-                     ready=ready)
+                     max_batch=max_batch, writers=writers, ready=ready)

@@ -20,6 +20,8 @@ from typing import Protocol
 VT, FS, CR = b"\x0b", b"\x1c", b"\x0d"
 END = FS + CR
 DEFAULT_MAX_BYTES = 16 * 1024 * 1024
+DEFAULT_BATCH = 64  # messages the listener commits in one transaction at most (bounds how long it holds locks)
+DEFAULT_WRITERS = 2  # the listener's writer threads, each with its own database connection
 HEAD_KEPT = 64 * 1024  # how much of an oversized frame the store keeps
 log = logging.getLogger("vnhis.lis.mllp")
 
@@ -136,8 +138,9 @@ class MllpServer(socketserver.ThreadingTCPServer):
     request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], open_link: Callable[[str], Link], fallback: Callable[[Frame], bytes],
-                 *, max_bytes: int = DEFAULT_MAX_BYTES, idle_seconds: float = 600.0):
-        self.open_link, self.fallback = open_link, fallback
+                 *, max_bytes: int = DEFAULT_MAX_BYTES, idle_seconds: float = 600.0,
+                 on_stop: Callable[[], None] | None = None):
+        self.open_link, self.fallback, self.on_stop = open_link, fallback, on_stop
         self.max_bytes, self.idle_seconds = max_bytes, idle_seconds
         super().__init__(address, _Connection)
 
@@ -153,3 +156,5 @@ class MllpServer(socketserver.ThreadingTCPServer):
     def stop(self) -> None:
         self.shutdown()
         self.server_close()
+        if self.on_stop is not None:
+            self.on_stop()

@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 
 from core import audit
 from core.audit import Actor
@@ -61,13 +63,28 @@ def _candidate_ids(group: SpecimenResults, analyser: AnalyserInfo | None) -> lis
     return [group.candidates[f] for f in SPECIMEN_FIELDS if group.candidates.get(f)]
 
 
+# Built once: building a statement costs more than executing a cached one.
+_LOCK = (select(Specimen.id, Specimen.barcode, Specimen.status, Specimen.patient_id, Specimen.order_id,
+                Patient.sex, Patient.birth_date, Patient.birth_year)
+         .join(Patient, Patient.id == Specimen.patient_id)
+         .where(Specimen.barcode.in_(bindparam("barcodes", expanding=True)))
+         .order_by(Specimen.id).with_for_update(of=Specimen))
+
+
+# On PostgreSQL the hot path's statements go to the driver as written: a statement through the ORM
+# costs several times its round trip in Python. Callers flush first (inbox.apply_groups does).
+_PG_LOCK = ("SELECT s.id, s.barcode, s.status, s.patient_id, s.order_id, p.sex, p.birth_date, p.birth_year"
+            " FROM lis_specimens s JOIN patients p ON p.id = s.patient_id WHERE s.barcode = ANY(%(barcodes)s)"
+            " ORDER BY s.id FOR UPDATE OF s")
+
+
 def _lock_specimens(session: Session, barcodes: set[str]) -> dict:
     # Row locks: two messages for one specimen take their version numbers one after the other.
-    stmt = (select(Specimen.id, Specimen.barcode, Specimen.status, Specimen.patient_id, Specimen.order_id,
-                   Patient.sex, Patient.birth_date, Patient.birth_year)
-            .join(Patient, Patient.id == Specimen.patient_id).where(Specimen.barcode.in_(barcodes))
-            .order_by(Specimen.id).with_for_update(of=Specimen))
-    return {row.barcode: row for row in session.execute(stmt)}
+    if is_postgresql(session):
+        found = session.connection().exec_driver_sql(_PG_LOCK, {"barcodes": sorted(barcodes)})
+    else:
+        found = session.execute(_LOCK, {"barcodes": sorted(barcodes)})
+    return {row.barcode: row for row in found}
 
 
 def plan(session: Session, analyser: AnalyserInfo | None, groups: list[SpecimenResults],
@@ -103,21 +120,36 @@ def plan(session: Session, analyser: AnalyserInfo | None, groups: list[SpecimenR
     return list(planned.values())
 
 
+_CURRENT = select(Result.id, Result.specimen_id, Result.test_id, Result.version, Result.value,
+                  Result.numeric_value).where(Result.superseded_at.is_(None))
+_MINE = _CURRENT.where(Result.specimen_id == bindparam("specimen")).order_by(Result.created_at.desc())
+_MINE_AND_PREVIOUS = _CURRENT.where(
+    Result.patient_id == bindparam("patient"),
+    (Result.specimen_id == bindparam("specimen"))
+    | (Result.test_id.in_(bindparam("delta", expanding=True)) & (Result.stage == "released"))
+).order_by(Result.created_at.desc())
+
+
+_PG_HISTORY = ("SELECT id, specimen_id, test_id, version, value, numeric_value FROM lis_results"
+               " WHERE superseded_at IS NULL AND patient_id = %(patient)s AND (specimen_id = %(specimen)s"
+               " OR (test_id = ANY(%(delta)s) AND stage = 'released')) ORDER BY created_at DESC")
+
+
 def _history(session: Session, specimen, tests: list[TestInfo]) -> tuple[dict[int, tuple], dict[int, tuple]]:
     """In one query: the specimen's current version of each test, and the patient's last released value
     of each delta-checked test from another specimen."""
-    delta_ids = [t.id for t in tests if t.delta_percent is not None]
-    mine = Result.specimen_id == specimen.id
-    stmt = select(Result.id, Result.specimen_id, Result.test_id, Result.version, Result.value, Result.numeric_value
-                  ).where(Result.superseded_at.is_(None))
-    if delta_ids:
-        stmt = stmt.where(Result.patient_id == specimen.patient_id, mine | (Result.test_id.in_(delta_ids)
-                                                                             & (Result.stage == "released")))
+    delta_ids = sorted({t.id for t in tests if t.delta_percent is not None})
+    if is_postgresql(session):
+        found = session.connection().exec_driver_sql(_PG_HISTORY, {"patient": specimen.patient_id,
+                                                                   "specimen": specimen.id, "delta": delta_ids})
+    elif delta_ids:
+        found = session.execute(_MINE_AND_PREVIOUS, {"patient": specimen.patient_id, "specimen": specimen.id,
+                                                     "delta": delta_ids})
     else:
-        stmt = stmt.where(mine)
+        found = session.execute(_MINE, {"specimen": specimen.id})
     current: dict[int, tuple] = {}
     previous: dict[int, tuple] = {}
-    for ident, specimen_id, test_id, version, value, number in session.execute(stmt.order_by(Result.created_at.desc())):
+    for ident, specimen_id, test_id, version, value, number in found:
         if specimen_id == specimen.id:
             current[test_id] = (ident, version)
         else:
@@ -131,8 +163,7 @@ def _value_of(obs: Observation) -> str | None:
     return obs.value.strip()[:500] or None
 
 
-def _row(obs: Observation, test: TestInfo, specimen, prior: tuple | None, version: int, months: int,
-         common: dict) -> dict:
+def _row(obs: Observation, test: TestInfo, specimen, prior: tuple | None, version: int, months: int) -> dict:
     value = _value_of(obs)
     number = catalog.to_decimal(value) if test.value_type == "NM" or obs.value_type == "NM" else None
     rng = catalog.range_for(test, specimen.sex, months)
@@ -142,37 +173,58 @@ def _row(obs: Observation, test: TestInfo, specimen, prior: tuple | None, versio
         flag = None
     delta = bool(prior is not None and prior[1] not in (None, 0) and number is not None
                  and abs(number - prior[1]) / abs(prior[1]) * 100 > test.delta_percent)
-    return {**common, "specimen_id": specimen.id, "test_id": test.id, "patient_id": specimen.patient_id,
+    return {"specimen_id": specimen.id, "test_id": test.id, "patient_id": specimen.patient_id,
             "version": version, "value": value, "numeric_value": number, "unit": (obs.unit or test.unit or None),
             "reference_range": ((rng.display if rng else None) or obs.reference_range or None),
             "flag": (flag or None) and flag[:4], "analyser_flags": "~".join(obs.flags)[:30] or None,
             "critical": bool(judged.critical) if judged else flag in ("LL", "HH"), "delta_flag": delta,
             "previous_value": prior[0] if prior else None, "result_status": obs.status[:1] or "F",
-            "note": "\n".join(obs.notes) or None, "observed_at": obs.observed_at}
+            "note": "\n".join(obs.notes) or None, "observed_at": obs.observed_at,
+            "superseded_at": None}
 
 
-_SQL_TYPES = {"specimen_id": "bigint", "test_id": "bigint", "patient_id": "bigint", "version": "integer",
+# What differs per row travels as JSON; what a message's rows share, as parameters of their own.
+_ROW_TYPES = {"specimen_id": "bigint", "test_id": "bigint", "patient_id": "bigint", "version": "integer",
               "value": "text", "numeric_value": "numeric", "unit": "text", "reference_range": "text", "flag": "text",
               "analyser_flags": "text", "critical": "boolean", "delta_flag": "boolean", "previous_value": "text",
-              "result_status": "text", "note": "text", "observed_at": "timestamptz", "stage": "text",
-              "message_id": "bigint", "analyser_id": "bigint", "created_at": "timestamptz", "entered_by": "text",
-              "superseded_at": "timestamptz"}
-_COLUMNS = ", ".join(_SQL_TYPES)
-_RECORD = ", ".join(f"{name} {kind}" for name, kind in _SQL_TYPES.items())
-# Built from the constant column list above only; the data travels as the :rows parameter.
-_PG_INSERT = text(f"INSERT INTO lis_results ({_COLUMNS}) SELECT {_COLUMNS} "  # noqa: S608
-                  f"FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r({_RECORD})")
+              "result_status": "text", "note": "text", "observed_at": "timestamptz", "superseded_at": "timestamptz"}
+_COMMON_TYPES = {"stage": "text", "message_id": "bigint", "analyser_id": "bigint", "created_at": "timestamptz",
+                 "entered_by": "text"}
+_ROW_COLUMNS = ", ".join(_ROW_TYPES)
+_COMMON = ", ".join(f"CAST(%({name})s AS {kind})" for name, kind in _COMMON_TYPES.items())
+_RECORD = ", ".join(f"{name} {kind}" for name, kind in _ROW_TYPES.items())
+# Built from the constant column lists above only; the data travels as parameters. The previous versions
+# are superseded by the same statement (their version numbers differ from the new rows').
+_PG_INSERT = (
+    "WITH superseded AS (UPDATE lis_results SET superseded_at = CAST(%(created_at)s AS timestamptz)"  # noqa: S608
+    " WHERE id = ANY(CAST(%(superseded)s AS bigint[])))"
+    f" INSERT INTO lis_results ({_ROW_COLUMNS}, {', '.join(_COMMON_TYPES)}) SELECT {_ROW_COLUMNS}, {_COMMON}"
+    f" FROM jsonb_to_recordset(CAST(%(rows)s AS jsonb)) AS r({_RECORD})")
 
 
-def _insert(session: Session, rows: list[dict]) -> None:
-    """All the rows in one statement. On PostgreSQL as one JSON parameter: a 25-row VALUES list with 550
-    parameters costs more to build and parse, in the driver and the server, than the work it carries."""
+def _json_value(value):
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(type(value).__name__)
+
+
+def _insert(session: Session, rows: list[dict], common: dict, superseded: list[int]) -> None:
+    """All the rows in one statement, the previous versions superseded by it. On PostgreSQL as one JSON
+    parameter: a 25-row VALUES list with 550 parameters costs more to build and parse, in the driver and
+    the server, than the work it carries."""
     if is_postgresql(session):
-        payload = json.dumps([{k: (str(v) if isinstance(v, Decimal) else v.isoformat() if isinstance(v, datetime)
-                                   else v) for k, v in row.items()} for row in rows], ensure_ascii=False)
-        session.execute(_PG_INSERT, {"rows": payload})
-    else:
-        session.execute(insert(Result.__table__), rows)
+        payload = json.dumps(rows, ensure_ascii=False, default=_json_value)
+        session.connection().exec_driver_sql(_PG_INSERT, {**common, "rows": payload, "superseded": superseded})
+        for ident in superseded:  # what an ORM update would do: versions loaded in this session see it
+            loaded = session.identity_map.get(identity_key(Result, ident))
+            if loaded is not None:
+                set_committed_value(loaded, "superseded_at", common["created_at"])
+        return
+    if superseded:
+        session.execute(update(Result).where(Result.id.in_(superseded)).values(superseded_at=common["created_at"]))
+    session.execute(insert(Result.__table__), [{**common, **row} for row in rows])
 
 
 def record(session: Session, actor: Actor, analyser: AnalyserInfo | None, groups: list[SpecimenResults], *,
@@ -191,7 +243,7 @@ def write(session: Session, actor: Actor, analyser: AnalyserInfo | None, plan: l
     """Write what `plan` checked: new versions, the previous ones superseded, the specimens' status."""
     now = utcnow()
     common = {"stage": "preliminary", "message_id": message_id, "analyser_id": analyser.id if analyser else None,
-              "created_at": now, "entered_by": actor.name, "superseded_at": None}
+              "created_at": now, "entered_by": actor.name}
     rows, superseded = [], []
     for item in plan:
         specimen = item.specimen
@@ -208,11 +260,9 @@ def write(session: Session, actor: Actor, analyser: AnalyserInfo | None, plan: l
                     superseded.append(old[0])
                 version = (old[1] if old else 0) + 1
             latest[test.id] = len(rows)
-            rows.append(_row(obs, test, specimen, previous.get(test.id), version, months, common))
-    if superseded:
-        session.execute(update(Result).where(Result.id.in_(superseded)).values(superseded_at=now))
+            rows.append(_row(obs, test, specimen, previous.get(test.id), version, months))
     if rows:
-        _insert(session, rows)
+        _insert(session, rows, common, superseded)
     first = [item.specimen for item in plan if item.specimen.status in FIRST_RESULT + ("released",)]
     if first:
         session.execute(update(Specimen).where(Specimen.id.in_([s.id for s in first])).values(status="resulted"))

@@ -63,12 +63,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_listener(url: str, port: int, log_path: Path | None = None) -> subprocess.Popen:
+def start_listener(url: str, port: int, log_path: Path | None = None, extra: list[str] | None = None
+                   ) -> subprocess.Popen:
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "VNHIS_DATABASE_URL": url, "VNHIS_ENV": "test",
            "VNHIS_VAR_DIR": tempfile.mkdtemp(prefix="vnhis-lis-bench-"), "VNHIS_LOG_LEVEL": "WARNING"}
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 (the process keeps it)
-    proc = subprocess.Popen([sys.executable, "-m", "core", "hl7", "--host", "127.0.0.1", "--port", str(port)],
-                            env=env, stdout=out, stderr=out, cwd=ROOT)
+    command = [sys.executable, "-m", "core", "hl7", "--host", "127.0.0.1", "--port", str(port), *(extra or [])]
+    proc = subprocess.Popen(command, env=env, stdout=out, stderr=out, cwd=ROOT)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:

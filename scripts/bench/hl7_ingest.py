@@ -1,13 +1,15 @@
 """HL7 result ingestion: ORU^R01 CBC messages (25 OBX) over MLLP into `vnhis hl7` on PostgreSQL.
 
     .venv/bin/python scripts/bench/hl7_ingest.py [--url postgresql+psycopg://postgres@127.0.0.1/vnhis_bench_hl7]
-        [--messages 3000] [--connections 1 8] [--tubes 400]
+        [--messages 3000] [--connections 1 8] [--tubes 400] [--max-batch 64] [--writers 2]
 
 The listener runs as its own process (`vnhis hl7`), exactly as in production: each message is
 parsed, stored raw, its 25 results recorded against the specimen with their audit event, and
 committed before the ACK is sent. Each client thread is an analyser: send, wait for the ACK, send
-the next. Prints messages/s and the ACK latency percentiles per connection count, then checks that
-the database holds exactly the acknowledged messages and their results.
+the next (the messages are built before the clock starts, so the load generator costs only its
+socket work). `--max-batch 1` makes the listener commit each message alone. Prints messages/s
+and the ACK latency percentiles per connection count, then checks that the database holds
+exactly the acknowledged messages and their results.
 """
 
 from __future__ import annotations
@@ -31,11 +33,14 @@ def run(port: int, barcodes: list[str], connections: int, messages: int, tag: st
     lock = threading.Lock()
     per_client = messages // connections
 
+    # each analyser its own tubes (a haematology and a chemistry analyser never share one)
+    payloads = [[cbc_oru(barcodes[n::connections][k % len(barcodes[n::connections])], f"{tag}-{n}-{k}")
+                 for k in range(per_client)] for n in range(connections)]
+
     def client(n: int) -> None:
         analyser = Analyser(port)
         mine, ok = [], 0
-        for k in range(per_client):
-            payload = cbc_oru(barcodes[(n * per_client + k) % len(barcodes)], f"{tag}-{n}-{k}")
+        for payload in payloads[n]:
             started = time.perf_counter()
             code = analyser.send(payload)
             mine.append(time.perf_counter() - started)
@@ -64,11 +69,15 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=3000)
     parser.add_argument("--connections", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--tubes", type=int, default=400)
+    parser.add_argument("--max-batch", type=int, default=None, help="the listener's --max-batch")
+    parser.add_argument("--writers", type=int, default=None, help="the listener's --writers")
     args = parser.parse_args()
 
     barcodes = prepare(args.url, args.tubes)
     port = free_port()
-    listener = start_listener(args.url, port, Path(tempfile.gettempdir()) / "vnhis-lis-bench-listener.log")
+    extra = (["--max-batch", str(args.max_batch)] if args.max_batch else []) + \
+        (["--writers", str(args.writers)] if args.writers else [])
+    listener = start_listener(args.url, port, Path(tempfile.gettempdir()) / "vnhis-lis-bench-listener.log", extra)
     total_aa = 0
     try:
         run(port, barcodes, 2, 200, "warm")  # connections, caches and the audit sealer warm up
