@@ -1,8 +1,9 @@
 """The DICOM node: pynetdicom handlers that parse, call the pacs operations, commit, then answer.
 
 Each association runs in its own thread with its own database session per message. C-STORE answers
-0x0000 only after the file is fsynced and its index row committed; every failure is a DIMSE status
-with an ErrorComment, and the node goes on serving other associations.
+0x0000 only after the file is fsynced and its index row committed (by the process's `store.Indexer`,
+which commits the instances of all associations in batches); every failure is a DIMSE status with an
+ErrorComment, and the node goes on serving other associations.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import logging
 import socket
 import socketserver
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pydicom
@@ -32,7 +33,6 @@ from pynetdicom.sop_class import (
 )
 from pynetdicom.transport import ThreadedAssociationServer
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from core import audit
 from core.audit import Actor
@@ -68,6 +68,8 @@ class _Server(ThreadedAssociationServer):
         # Made with AE.make_server, so it is not in the AE's list of servers pynetdicom's shutdown edits.
         socketserver.TCPServer.shutdown(self)
         self.server_close()
+        if on_shutdown := getattr(self, "on_shutdown", None):
+            on_shutdown()
 
 
 def _status(code: int, comment: str | None = None) -> Dataset:
@@ -121,6 +123,7 @@ class Node:
     tz: object = None
     check_calling_ae: bool = False
     min_free_bytes: int = 0
+    indexer: store.Indexer | None = field(default=None, init=False, repr=False)  # made with the server
 
     # --- setting up ----------------------------------------------------------------------------
 
@@ -147,7 +150,10 @@ class Node:
         ae = ae or self.build_ae()
         self._ae = ae
         self._refresh_callers(None)
-        return ae.make_server((host, port), evt_handlers=self.handlers(), server_class=_Server)
+        self.indexer = store.Indexer(self.session_factory)
+        server = ae.make_server((host, port), evt_handlers=self.handlers(), server_class=_Server)
+        server.on_shutdown = self.indexer.stop
+        return server
 
     def _refresh_callers(self, _event) -> None:
         """With AE checking on, only the remote AEs in the table may associate (re-read per connection)."""
@@ -170,43 +176,21 @@ class Node:
     # --- C-STORE -------------------------------------------------------------------------------
 
     def handle_store(self, event) -> Dataset:
-        raw = event.encoded_dataset()
         calling = event.assoc.requestor.ae_title.strip()
         request = event.request
-        for attempt in (1, 2):
-            with self.session_factory() as session:
-                stored = None
-                try:
-                    stored = store.store_instance(
-                        session, self._actor(event), self.storage_root, raw, calling_ae=calling,
-                        sop_class_uid=request.AffectedSOPClassUID, sop_instance_uid=request.AffectedSOPInstanceUID,
-                        min_free_bytes=self.min_free_bytes)
-                    session.commit()
-                    return _status(SUCCESS)
-                except store.StoreError as exc:
-                    session.rollback()
-                    log.warning("C-STORE from %s refused 0x%04X: %s", calling, exc.status, exc.comment)
-                    return _status(exc.status, exc.comment)
-                except IntegrityError:
-                    # Another association indexed the same study, series or instance meanwhile: once more,
-                    # and the second attempt finds the rows (a duplicate instance is then a success).
-                    session.rollback()
-                    if stored is not None:
-                        stored.discard()
-                    if attempt == 2:
-                        return _status(store.OUT_OF_RESOURCES, "index conflict")
-                except SQLAlchemyError as exc:
-                    session.rollback()
-                    if stored is not None:
-                        stored.discard()
-                    log.error("C-STORE from %s: index not written: %s", calling, str(exc).splitlines()[0])
-                    return _status(store.OUT_OF_RESOURCES, "index database unavailable")
-                except Exception:  # the node must keep serving; the sender learns it failed
-                    session.rollback()
-                    if stored is not None:
-                        stored.discard()
-                    log.exception("C-STORE from %s failed", calling)
-                    return _status(UNABLE_TO_PROCESS, "unexpected error")
+        try:
+            item = store.receive(self.storage_root, event.encoded_dataset(), calling_ae=calling,
+                                 sop_class_uid=request.AffectedSOPClassUID,
+                                 sop_instance_uid=request.AffectedSOPInstanceUID, min_free_bytes=self.min_free_bytes)
+        except store.StoreError as exc:
+            log.warning("C-STORE from %s refused 0x%04X: %s", calling, exc.status, exc.comment)
+            return _status(exc.status, exc.comment)
+        except Exception:  # the node must keep serving; the sender learns it failed
+            log.exception("C-STORE from %s failed", calling)
+            return _status(UNABLE_TO_PROCESS, "unexpected error")
+        # Committed with whatever the other associations of this process stored meanwhile.
+        outcome = self.indexer.submit(self._actor(event), item)
+        return _status(outcome.status, outcome.comment or None)
 
     # --- C-FIND --------------------------------------------------------------------------------
 

@@ -1,29 +1,43 @@
-"""Storing one received instance: the bytes as they arrived, durably, then its index rows.
+"""Storing received instances: the bytes as they arrived, durably, then their index rows.
 
-`store_instance` writes the file to a temporary name, fsyncs it, links it into place and fsyncs the
-directory, then adds (and flushes) the index rows. The caller commits and only then answers success;
-if the commit fails it calls `Stored.discard()` so no file is left without its index row.
+`receive` checks the bytes while they are written to a temporary file and fsynced, then links the file
+into its folder. `index` adds the index rows and audit events of a batch of received instances with a
+few statements whatever the batch's size (none to look up studies and series already known), and
+flushes; the caller fsyncs the folders, commits, and only then answers success. `Indexer` is that caller
+for the DICOM node: group commit of the instances all associations of one process received meanwhile,
+one transaction (one WAL flush) per batch, each handler answered with its own instance's outcome.
+`store_instance` does all of it for one instance inside the caller's transaction (STOW-RS, tests).
 
 Policy for a SOP Instance UID already stored: the first copy is kept, the sender gets success, and
 the repeat is written to the audit trail with both checksums (so a re-sent corrected image is known).
+A file whose index transaction failed stays where it is (a re-send reuses it): removing it could remove
+the file of an identical instance another association is committing at that moment.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import io
+import logging
 import os
 import shutil
 import threading
+import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pydicom
 from pydicom.dataelem import RawDataElement
 from pydicom.errors import InvalidDicomError
-from sqlalchemy import select, update
+from sqlalchemy import BigInteger, cast, literal, null, select, union_all, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from core import audit
@@ -32,6 +46,10 @@ from core.db import utcnow
 from his.models.patients import Patient
 from his.text import fold
 from pacs.models import Instance, Series, Study, WorklistItem
+
+log = logging.getLogger("vnhis.pacs")
+INCOMING = ".incoming"  # the temporary files being written, under the storage root
+_WRITERS = ThreadPoolExecutor(8, thread_name_prefix="vnhis-pacs-write")
 
 # DIMSE statuses of C-STORE (PS3.4 Table B.2-1).
 SUCCESS = 0x0000
@@ -59,6 +77,27 @@ class Stored:
         """The index transaction failed: remove the file it would have described."""
         if self.file is not None:
             self.file.unlink(missing_ok=True)
+
+
+@dataclass
+class Received:
+    """One checked instance whose file is durable under its name (its folder not yet fsynced), not indexed."""
+
+    study: dict  # pacs_studies columns, used if the study is new
+    series: dict  # pacs_series columns but study_pk, used if the series is new
+    instance: dict  # pacs_instances columns but the pks
+    file: Path
+    created: bool  # this store created `file` (else the same bytes were already there)
+
+    @property
+    def sop_uid(self) -> str:
+        return self.instance["sop_instance_uid"]
+
+
+@dataclass(frozen=True)
+class Indexed:
+    instance_pk: int
+    duplicate: bool
 
 
 def _hash(uid: str) -> str:
@@ -115,6 +154,15 @@ def check_space(root: Path, min_free_bytes: int) -> None:
         raise StoreError(OUT_OF_RESOURCES, "storage full")
 
 
+def fsync_folders(folders: Iterable[Path]) -> None:
+    """Make the names linked into `folders` durable (an OSError becomes a StoreError)."""
+    try:
+        for folder in folders:
+            _fsync_dir(folder)
+    except OSError as exc:
+        raise _os_error(exc) from None
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -148,14 +196,18 @@ def write_temp(folder: Path, raw: bytes) -> Path:
     return tmp
 
 
-def place(tmp: Path, target: Path, digest: str) -> tuple[Path, bool]:
+def place(tmp: Path, target: Path, digest: str, *, sync_folder: bool = True) -> tuple[Path, bool]:
     """Link the fsynced `tmp` into place and fsync the folder: (its path, whether this call created it).
+
+    sync_folder=False leaves the folder's fsync to the caller (once per folder for a batch), which must
+    do it even when the file was already there (its link may not be durable yet).
 
     No file is ever replaced: a file already at `target` (left by a store that died before its commit,
     or being stored by another association right now) is kept; if its bytes differ, ours get a name of
     their own, so removing ours after a failed commit can never remove another store's file.
     """
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
         for candidate in (target, target.with_name(f"{target.stem}-{digest[:12]}{target.suffix}")):
             try:
                 os.link(tmp, candidate)
@@ -163,7 +215,8 @@ def place(tmp: Path, target: Path, digest: str) -> tuple[Path, bool]:
                 if hashlib.sha256(candidate.read_bytes()).hexdigest() == digest:
                     return candidate, False
                 continue
-            _fsync_dir(target.parent)
+            if sync_folder:
+                _fsync_dir(target.parent)
             return candidate, True
         raise StoreError(OUT_OF_RESOURCES, "cannot place file")
     except OSError as exc:
@@ -172,126 +225,345 @@ def place(tmp: Path, target: Path, digest: str) -> tuple[Path, bool]:
         tmp.unlink(missing_ok=True)
 
 
-def _new_study(session: Session, ds, uid: str, modality: str) -> Study:
-    name = _text(ds, "PatientName", 200)
-    accession = _text(ds, "AccessionNumber", 16)
-    patient_dicom_id = _text(ds, "PatientID", 64)
-    item = session.scalar(select(WorklistItem).where(WorklistItem.accession_number == accession)) if accession else None
-    patient_id = item.patient_id if item else None
-    if patient_id is None and patient_dicom_id:
-        patient_id = session.scalar(select(Patient.id).where(Patient.code == patient_dicom_id))
-    study = Study(study_uid=uid, patient_dicom_id=patient_dicom_id, patient_name=name,
-                  patient_name_folded=fold_pn(name), patient_birth_date=_text(ds, "PatientBirthDate", 8),
-                  patient_sex=_text(ds, "PatientSex", 16), study_date=_text(ds, "StudyDate", 8),
-                  study_time=_text(ds, "StudyTime", 16), accession_number=accession,
-                  study_id=_text(ds, "StudyID", 16), study_description=_text(ds, "StudyDescription", 200),
-                  referring_physician=_text(ds, "ReferringPhysicianName", 200),
-                  modalities=f",{modality}," if modality else ",",
-                  patient_id=patient_id, order_id=item.order_id if item else None)
-    session.add(study)
-    session.flush()
-    return study
-
-
 def fold_pn(name: str) -> str:
     """A person name folded for matching: component groups and '^' kept, case and accents dropped."""
     return "^".join(fold(part) for part in name.split("^"))
 
 
-def _new_series(session: Session, ds, uid: str, study_pk: int, modality: str, study_is_new: bool) -> Series:
-    series = Series(study_pk=study_pk, series_uid=uid, modality=modality, series_number=_int(ds, "SeriesNumber"),
-                    series_description=_text(ds, "SeriesDescription", 200), body_part=_text(ds, "BodyPartExamined", 64))
-    session.add(series)
-    session.flush()
-    if modality and not study_is_new:
-        session.execute(update(Study).where(Study.id == study_pk, ~Study.modalities.contains(f",{modality},"))
-                        .values(modalities=Study.modalities + f"{modality},"))
-    return series
+def _rows(ds: pydicom.Dataset, raw: bytes, calling_ae: str, now) -> tuple[dict, dict, dict]:
+    """The study, series and instance columns of a received data set (the instance's path to be set)."""
+    name, modality = _text(ds, "PatientName", 200), _text(ds, "Modality", 16)
+    study = {"study_uid": _text(ds, "StudyInstanceUID", 64), "patient_dicom_id": _text(ds, "PatientID", 64),
+             "patient_name": name, "patient_name_folded": fold_pn(name),
+             "patient_birth_date": _text(ds, "PatientBirthDate", 8), "patient_sex": _text(ds, "PatientSex", 16),
+             "study_date": _text(ds, "StudyDate", 8), "study_time": _text(ds, "StudyTime", 16),
+             "accession_number": _text(ds, "AccessionNumber", 16), "study_id": _text(ds, "StudyID", 16),
+             "study_description": _text(ds, "StudyDescription", 200),
+             "referring_physician": _text(ds, "ReferringPhysicianName", 200), "created_at": now}
+    series = {"series_uid": _text(ds, "SeriesInstanceUID", 64), "modality": modality,
+              "series_number": _int(ds, "SeriesNumber"), "series_description": _text(ds, "SeriesDescription", 200),
+              "body_part": _text(ds, "BodyPartExamined", 64), "created_at": now}
+    instance = {"sop_instance_uid": _text(ds, "SOPInstanceUID", 64), "sop_class_uid": _text(ds, "SOPClassUID", 64),
+                "instance_number": _int(ds, "InstanceNumber"), "transfer_syntax": str(ds.file_meta.TransferSyntaxUID),
+                "rows": _int(ds, "Rows"), "columns": _int(ds, "Columns"), "frames": _int(ds, "NumberOfFrames"),
+                "path": None, "size": len(raw), "sha256": hashlib.sha256(raw).hexdigest(),
+                "calling_ae": calling_ae[:16], "received_at": now}
+    return study, series, instance
 
 
-def _lookup(session: Session, sop_uid: str, study_uid: str, series_uid: str):
-    """The ids already indexed for this instance, its study (and the study's patient) and series: one query."""
-    def first(column, where):
-        return select(column).where(where).scalar_subquery()
+def receive(root: Path, raw: bytes, *, calling_ae: str = "", sop_class_uid: str | None = None,
+            sop_instance_uid: str | None = None, min_free_bytes: int = 0) -> Received:
+    """Check the Part 10 bytes `raw` (file meta + data set) and put them, fsynced, in their place under `root`.
 
-    return session.execute(select(
-        first(Instance.id, Instance.sop_instance_uid == sop_uid), first(Study.id, Study.study_uid == study_uid),
-        first(Study.patient_id, Study.study_uid == study_uid), first(Series.id, Series.series_uid == series_uid))).one()
+    The bytes are written and fsynced (in a writer thread: both release the GIL) while they are parsed and
+    hashed, into `INCOMING` under `root`, then linked into their folder (same file system).
+    """
+    check_space(root, min_free_bytes)
+    writing = _WRITERS.submit(write_temp, root / INCOMING, raw)
+    now = utcnow()
+    try:
+        ds = parse(raw)
+        check(ds, sop_class_uid, sop_instance_uid)
+        study, series, instance = _rows(ds, raw, calling_ae, now)
+    except BaseException:
+        with contextlib.suppress(StoreError):
+            writing.result().unlink(missing_ok=True)
+        raise
+    target = (root / f"{now:%Y/%m/%d}" / _hash(study["study_uid"]) / _hash(series["series_uid"])
+              / f"{_hash(instance['sop_instance_uid'])}.dcm")
+    final, created = place(writing.result(), target, instance["sha256"], sync_folder=False)
+    instance["path"] = str(final.relative_to(root))
+    return Received(study, series, instance, final, created)
 
 
-class _Writer(threading.Thread):
-    """Writes and fsyncs the temporary file while the index is looked up and the rows are prepared
-    (the write and fsync release the GIL)."""
+def _insert_new(session: Session, model, rows: list[dict], unique: str) -> dict[str, int]:
+    """Insert `rows`, skipping those whose `unique` value is already indexed (or being indexed by another
+    transaction, which is waited for): {unique value: id} of the rows inserted. One statement, cached."""
+    if not rows:
+        return {}
+    table = model.__table__
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    stmt = insert(table).on_conflict_do_nothing(index_elements=[unique]).returning(table.c.id, table.c[unique])
+    return {key: pk for pk, key in session.connection().execute(stmt, rows)}  # Core: no ORM layer on the hot path
 
-    def __init__(self, folder: Path, raw: bytes):
-        super().__init__(name="vnhis-pacs-write", daemon=True)
-        self.folder, self.raw, self.tmp, self.error = folder, raw, None, None
-        self.start()
 
-    def run(self) -> None:
-        try:
-            self.tmp = write_temp(self.folder, self.raw)
-        except StoreError as exc:
-            self.error = exc
+@dataclass
+class Known:
+    """Studies and series known to be indexed (rows are never deleted nor their ids and patient changed):
+    {study_uid: (pk, patient_id)} and {series_uid: pk}."""
 
-    def result(self) -> Path:
-        self.join()
-        if self.error is not None:
-            raise self.error
-        return self.tmp
+    studies: dict[str, tuple[int, int | None]] = field(default_factory=dict)
+    series: dict[str, int] = field(default_factory=dict)
+    limit: int = 2000
 
-    def discard(self) -> None:
-        self.join()
-        if self.tmp is not None:
-            self.tmp.unlink(missing_ok=True)
+    def learn(self, other: Known) -> None:
+        if len(self.studies) + len(other.studies) > self.limit or len(self.series) + len(other.series) > self.limit:
+            self.studies.clear()
+            self.series.clear()
+        self.studies.update(other.studies)
+        self.series.update(other.series)
+
+
+def _lookup(session: Session, studies: set, series: set) -> Known:
+    """The studies and series among these UIDs that are indexed, in one query."""
+    found = Known()
+    if not studies and not series:
+        return found
+    parts = [select(literal("s").label("kind"), Study.study_uid.label("uid"), Study.id.label("pk"),
+                    cast(Study.patient_id, BigInteger).label("patient_id")).where(Study.study_uid.in_(studies)),
+             select(literal("r"), Series.series_uid, Series.id, cast(null(), BigInteger))
+             .where(Series.series_uid.in_(series))]
+    for kind, uid, pk, patient_id in session.execute(union_all(*parts)):
+        if kind == "s":
+            found.studies[uid] = (pk, patient_id)
+        else:
+            found.series[uid] = pk
+    return found
+
+
+def _patient_links(session: Session, studies: list[dict]) -> dict[str, tuple[int | None, int | None]]:
+    """{study_uid: (patient_id, order_id)} of new studies: the imaging order by accession number, else the
+    his patient whose code is the PatientID."""
+    accessions = {s["accession_number"] for s in studies if s["accession_number"]}
+    codes = {s["patient_dicom_id"] for s in studies if s["patient_dicom_id"]}
+    orders = {a: (p, o) for a, p, o in session.execute(
+        select(WorklistItem.accession_number, WorklistItem.patient_id, WorklistItem.order_id)
+        .where(WorklistItem.accession_number.in_(accessions)))} if accessions else {}
+    patients = dict(session.execute(select(Patient.code, Patient.id).where(Patient.code.in_(codes))).all()
+                    ) if codes else {}
+    return {s["study_uid"]: orders.get(s["accession_number"]) or (patients.get(s["patient_dicom_id"]), None)
+            for s in studies}
+
+
+def _studies(session: Session, new: list[Received], known: Known) -> set[int]:
+    """Index the studies of `new` not in `known` (adding them to it); the pks of the studies created."""
+    rows: dict[str, dict] = {}
+    for item in new:
+        if item.study["study_uid"] not in known.studies:
+            row = rows.setdefault(item.study["study_uid"], {**item.study, "modalities": ","})
+            if item.series["modality"] and f",{item.series['modality']}," not in row["modalities"]:
+                row["modalities"] += f"{item.series['modality']},"
+    if not rows:
+        return set()
+    for uid, link in _patient_links(session, list(rows.values())).items():
+        rows[uid]["patient_id"], rows[uid]["order_id"] = link
+    created = _insert_new(session, Study, list(rows.values()), "study_uid")
+    known.studies.update((uid, (pk, rows[uid]["patient_id"])) for uid, pk in created.items())
+    if missing := set(rows) - set(created):  # created meanwhile by another transaction
+        known.studies.update((uid, (pk, patient)) for uid, pk, patient in session.execute(
+            select(Study.study_uid, Study.id, Study.patient_id).where(Study.study_uid.in_(missing))))
+    return set(created.values())
+
+
+def _series(session: Session, new: list[Received], known: Known, new_studies: set[int]) -> None:
+    """Index the series of `new` not in `known` (adding them to it); a new series in a study indexed
+    before adds its modality to the study's."""
+    rows: dict[str, dict] = {}
+    for item in new:
+        if item.series["series_uid"] not in known.series:
+            rows.setdefault(item.series["series_uid"],
+                            {**item.series, "study_pk": known.studies[item.study["study_uid"]][0]})
+    created = _insert_new(session, Series, list(rows.values()), "series_uid")
+    known.series.update(created)
+    if missing := set(rows) - set(created):
+        known.series.update(session.execute(select(Series.series_uid, Series.id)
+                                            .where(Series.series_uid.in_(missing))).all())
+    for uid in created:
+        row = rows[uid]
+        if row["modality"] and row["study_pk"] not in new_studies:
+            session.execute(update(Study).where(Study.id == row["study_pk"],
+                                                ~Study.modalities.contains(f",{row['modality']},"))
+                            .values(modalities=Study.modalities + f"{row['modality']},"))
+
+
+def index(session: Session, batch: Sequence[tuple[Actor, Received]], known: Known | None = None
+          ) -> tuple[list[Indexed], Known]:
+    """Index the received instances of `batch` (each with the actor that sent it) and audit each store or
+    repeat; flushed, not committed. The first of several copies of one SOP Instance UID is the one kept.
+
+    `known` (not changed) spares looking up studies and series indexed before; the second value returned
+    is what this call found or created, to be learnt once the transaction has committed.
+    """
+    items = [item for _actor, item in batch]
+    first: dict[str, Received] = {}
+    for item in items:
+        first.setdefault(item.sop_uid, item)
+    new = list(first.values())
+    known = known or Known()
+    found = _lookup(session, {i.study["study_uid"] for i in new} - set(known.studies),
+                    {i.series["series_uid"] for i in new} - set(known.series))
+    found.studies.update((i.study["study_uid"], known.studies[i.study["study_uid"]])
+                         for i in new if i.study["study_uid"] in known.studies)
+    found.series.update((i.series["series_uid"], known.series[i.series["series_uid"]])
+                        for i in new if i.series["series_uid"] in known.series)
+    _series(session, new, found, _studies(session, new, found))
+
+    created = _insert_new(session, Instance, [
+        {**item.instance, "series_pk": found.series[item.series["series_uid"]],
+         "study_pk": found.studies[item.study["study_uid"]][0]} for item in new], "sop_instance_uid")
+    stored: dict[str, tuple[int, str]] = {}  # the repeats: {sop: (pk, sha256 kept)}
+    if missing := set(first) - set(created):  # indexed before (or meanwhile by another transaction)
+        stored.update((uid, (pk, sha)) for uid, pk, sha in session.execute(
+            select(Instance.sop_instance_uid, Instance.id, Instance.sha256)
+            .where(Instance.sop_instance_uid.in_(missing))))
+    stored.update((uid, (pk, first[uid].instance["sha256"])) for uid, pk in created.items())
+
+    results = []
+    for actor, item in batch:
+        ae = item.instance["calling_ae"]
+        if first[item.sop_uid] is item and item.sop_uid in created:
+            pk = created[item.sop_uid]
+            audit.record(session, actor, "pacs.instance.store", (Instance.__tablename__, pk),
+                         {"sop_instance_uid": item.sop_uid, "study_uid": item.study["study_uid"],
+                          "patient_id": found.studies[item.study["study_uid"]][1], "calling_ae": ae,
+                          "size": item.instance["size"]})
+            results.append(Indexed(pk, False))
+            continue
+        pk, kept_sha = stored[item.sop_uid]
+        audit.record(session, actor, "pacs.instance.duplicate", (Instance.__tablename__, pk),
+                     {"sop_instance_uid": item.sop_uid, "stored_sha256": kept_sha,
+                      "received_sha256": item.instance["sha256"], "calling_ae": ae})
+        results.append(Indexed(pk, True))
+    return results, found
+
+
+def discard_repeats(batch: Sequence[Received], results: Sequence[Indexed]) -> None:
+    """Remove the files repeats created (another copy of their instance is indexed)."""
+    kept = {item.file for item, result in zip(batch, results, strict=True) if not result.duplicate}
+    for item, result in zip(batch, results, strict=True):
+        if result.duplicate and item.created and item.file not in kept:
+            item.file.unlink(missing_ok=True)
 
 
 def store_instance(session: Session, actor: Actor, root: Path, raw: bytes, *, calling_ae: str = "",
                    sop_class_uid: str | None = None, sop_instance_uid: str | None = None,
                    min_free_bytes: int = 0) -> Stored:
-    """Store the Part 10 bytes `raw` (file meta + data set) under `root` and index them (flushed)."""
-    ds = parse(raw)
-    check(ds, sop_class_uid, sop_instance_uid)
-    sop_uid = _text(ds, "SOPInstanceUID", 64)
-    digest = hashlib.sha256(raw).hexdigest()
-    study_uid, series_uid = _text(ds, "StudyInstanceUID", 64), _text(ds, "SeriesInstanceUID", 64)
-    check_space(root, min_free_bytes)
-    now = utcnow()
-    relative = Path(f"{now:%Y/%m/%d}", _hash(study_uid), _hash(series_uid), f"{_hash(sop_uid)}.dcm")
-    writer = _Writer((root / relative).parent, raw)
-    final, created = None, False
-    try:
-        instance_pk, study_pk, patient_id, series_pk = _lookup(session, sop_uid, study_uid, series_uid)
-        if instance_pk is not None:
-            writer.discard()
-            existing = session.get(Instance, instance_pk)
-            audit.record(session, actor, "pacs.instance.duplicate", existing,
-                         {"sop_instance_uid": sop_uid, "stored_sha256": existing.sha256, "received_sha256": digest,
-                          "calling_ae": calling_ae})
-            return Stored(existing, True, None)
-        modality = _text(ds, "Modality", 16)
-        study_is_new = study_pk is None
-        if study_is_new:
-            study = _new_study(session, ds, study_uid, modality)
-            study_pk, patient_id = study.id, study.patient_id
-        if series_pk is None:
-            series_pk = _new_series(session, ds, series_uid, study_pk, modality, study_is_new).id
-        instance = Instance(series_pk=series_pk, study_pk=study_pk, sop_instance_uid=sop_uid,
-                            sop_class_uid=_text(ds, "SOPClassUID", 64), instance_number=_int(ds, "InstanceNumber"),
-                            transfer_syntax=str(ds.file_meta.TransferSyntaxUID), rows=_int(ds, "Rows"),
-                            columns=_int(ds, "Columns"), frames=_int(ds, "NumberOfFrames"), path=str(relative),
-                            size=len(raw), sha256=digest, calling_ae=calling_ae[:16], received_at=now)
-        # The file is durable in its place before anyone may commit its row.
-        final, created = place(writer.result(), root / relative, digest)
-        instance.path = str(final.relative_to(root))
-        session.add(instance)
-        session.flush()
-    except BaseException:
-        writer.discard()
-        if created:
-            final.unlink(missing_ok=True)
-        raise
-    audit.record(session, actor, "pacs.instance.store", instance,
-                 {"sop_instance_uid": sop_uid, "study_uid": study_uid, "patient_id": patient_id,
-                  "calling_ae": calling_ae, "size": len(raw)})
-    return Stored(instance, False, final if created else None)
+    """Store the Part 10 bytes `raw` under `root` and index them (flushed) in the caller's transaction."""
+    item = receive(root, raw, calling_ae=calling_ae, sop_class_uid=sop_class_uid, sop_instance_uid=sop_instance_uid,
+                   min_free_bytes=min_free_bytes)
+    fsync_folders([item.file.parent])
+    result = index(session, [(actor, item)])[0][0]
+    discard_repeats([item], [result])
+    created = item.created and not result.duplicate
+    return Stored(session.get(Instance, result.instance_pk), result.duplicate, item.file if created else None)
+
+
+# --- group commit for the DICOM node ---------------------------------------------------------------
+
+MAX_BATCH = 64
+WAIT_SECONDS = 120
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: int
+    comment: str = ""
+    duplicate: bool = False
+
+
+@dataclass(eq=False)
+class _Job:
+    actor: Actor
+    item: Received
+    outcome: Outcome | None = None
+
+
+def _failure(exc: BaseException) -> Outcome:
+    if isinstance(exc, StoreError):
+        return Outcome(exc.status, exc.comment)
+    if isinstance(exc, SQLAlchemyError):
+        log.error("index not written: %s", str(exc).splitlines()[0])
+        return Outcome(OUT_OF_RESOURCES, "index database unavailable")
+    log.error("index not written", exc_info=exc)
+    return Outcome(CANNOT_UNDERSTAND, "unexpected error")
+
+
+class Indexer:
+    """Indexes received instances for the association threads of one process, a batch per transaction.
+
+    Group commit, leader and followers: a handler whose instance is waiting and finds no commit under
+    way commits, in its own thread, everything waiting (the instances the other associations handed in
+    while the previous batch was committing): one transaction and one fsync per folder for all of them,
+    and neither a hand-over to another thread nor any waiting when the node is quiet. Each handler gets
+    its own instance's outcome, success only once the transaction holding its row has committed after
+    its folder was fsynced. A batch that fails is retried instance by instance, so one bad instance
+    fails alone and none is answered success without its own committed row.
+    """
+
+    def __init__(self, session_factory: Callable[[], Session], max_batch: int = MAX_BATCH):
+        self.session_factory, self.max_batch = session_factory, max_batch
+        self._known = Known()  # used by the leader only
+        self._cond = threading.Condition()
+        self._pending: list[_Job] = []
+        self._leading = False
+        self._folders = ThreadPoolExecutor(1, thread_name_prefix="vnhis-pacs-fsync")
+
+    def submit(self, actor: Actor, item: Received) -> Outcome:
+        """Index `item` with the next batch; returns once that batch committed (or failed)."""
+        job = _Job(actor, item)
+        deadline = time.monotonic() + WAIT_SECONDS
+        with self._cond:
+            self._pending.append(job)
+        while True:
+            with self._cond:
+                while job.outcome is None and self._leading:
+                    if (remaining := deadline - time.monotonic()) <= 0:
+                        self._pending = [waiting for waiting in self._pending if waiting is not job]
+                        return Outcome(OUT_OF_RESOURCES, "index not written in time")
+                    self._cond.wait(remaining)
+                if job.outcome is not None:
+                    return job.outcome
+                self._leading = True
+                batch, self._pending = self._pending[:self.max_batch], self._pending[self.max_batch:]
+            try:
+                self._process(batch)
+            finally:
+                with self._cond:
+                    self._leading = False
+                    self._cond.notify_all()
+
+    def waiting(self) -> int:
+        """How many instances wait for the next batch."""
+        with self._cond:
+            return len(self._pending)
+
+    def stop(self) -> None:
+        self._folders.shutdown()
+
+    def _process(self, batch: list[_Job]) -> None:
+        try:
+            try:
+                self._commit(batch)
+            except Exception as exc:
+                self._known = Known()  # in case what it knew is what failed
+                if len(batch) == 1:
+                    batch[0].outcome = _failure(exc)
+                else:
+                    log.warning("index batch of %d failed (%s); indexing them one by one", len(batch),
+                                type(exc).__name__)
+                    for job in batch:
+                        try:
+                            self._commit([job])
+                        except Exception as single:
+                            job.outcome = _failure(single)
+        finally:
+            for job in batch:
+                if job.outcome is None:  # not committed (e.g. the thread was interrupted): never success
+                    job.outcome = Outcome(OUT_OF_RESOURCES, "index not written")
+                if job.outcome.status != SUCCESS:
+                    log.warning("C-STORE of %s not indexed: 0x%04X %s", job.item.sop_uid, job.outcome.status,
+                                job.outcome.comment)
+
+    def _commit(self, batch: list[_Job]) -> None:
+        with self.session_factory() as session:
+            # The folders' fsync runs while the rows are sent; both are done before the commit.
+            synced = self._folders.submit(fsync_folders, {job.item.file.parent for job in batch})
+            try:
+                results, found = index(session, [(job.actor, job.item) for job in batch], self._known)
+            finally:
+                synced.result()
+            session.commit()
+        self._known.learn(found)
+        discard_repeats([job.item for job in batch], results)
+        for job, result in zip(batch, results, strict=True):
+            job.outcome = Outcome(SUCCESS, duplicate=result.duplicate)

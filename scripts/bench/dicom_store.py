@@ -1,7 +1,10 @@
 """C-STORE throughput of `vnhis pacs` side by side with Orthanc, in the same run, plus the disk's raw write
 rate (dd), for synthetic 512×512 16-bit CT instances sent by DCMTK storescu on 1 and on 4 associations.
 
-    .venv/bin/python scripts/bench/dicom_store.py [--count 2000] [--workers 2]
+    .venv/bin/python scripts/bench/dicom_store.py [--count 2000] [--workers 2] [--ceiling]
+
+--ceiling adds the protocol layer's own rate: pynetdicom receiving each instance as the node does and
+answering success without storing it (scripts/bench/dicom_noop_scp.py, one process).
 
 Each run stores into a fresh database/storage (vnhis) or a fresh storage directory (Orthanc), so every
 instance is new. Needs PostgreSQL (VNHIS_BENCH_DATABASE_URL, default the local postgres user), dcmtk, orthanc.
@@ -15,6 +18,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -94,10 +98,22 @@ def run_orthanc(work: Path, files, associations: int) -> float:
     return seconds
 
 
+def run_ceiling(files, associations: int) -> float:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("dicom_noop_scp.py")), str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_echo(port, "VNHIS", proc)
+        return send(port, "VNHIS", files, associations)
+    finally:
+        stop(proc)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=2, help="vnhis pacs processes on the port")
+    parser.add_argument("--ceiling", action="store_true", help="also time pynetdicom answering without storing")
     args = parser.parse_args()
     admin_url = os.environ.get("VNHIS_BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
     with tempfile.TemporaryDirectory(prefix="vnhis-pacs-bench-", dir=os.environ.get("VNHIS_BENCH_DIR")) as tmp:
@@ -107,17 +123,20 @@ def main() -> None:
         raw = disk_rate(work)
         print(f"{args.count} instances of {size / len(files) / 1024:.0f} KB; disk raw write (dd, direct, fsync): "
               f"{raw:.0f} MB/s")
-        print(f"{'server':<22}{'assoc':>6}{'seconds':>10}{'inst/s':>10}{'MB/s':>9}{'% of dd':>9}")
+        print(f"{'server':<27}{'assoc':>6}{'seconds':>10}{'inst/s':>10}{'MB/s':>9}{'% of dd':>9}")
         rates = {}
         try:
             for associations in (1, 4):
-                for name, run in (("orthanc", lambda a=associations: run_orthanc(work, files, a)),
-                                  (f"vnhis ({args.workers} proc)",
-                                   lambda a=associations: run_vnhis(admin_url, work, files, a, args.workers))):
+                runs = [("orthanc", lambda a=associations: run_orthanc(work, files, a)),
+                        (f"vnhis ({args.workers} proc)",
+                         lambda a=associations: run_vnhis(admin_url, work, files, a, args.workers))]
+                if args.ceiling:
+                    runs.append(("pynetdicom no-op (1 proc)", lambda a=associations: run_ceiling(files, a)))
+                for name, run in runs:
                     seconds = run()
                     rates[(name.split()[0], associations)] = len(files) / seconds
                     mbs = size / seconds / 1e6
-                    print(f"{name:<22}{associations:>6}{seconds:>10.1f}{len(files) / seconds:>10.0f}{mbs:>9.0f}"
+                    print(f"{name:<27}{associations:>6}{seconds:>10.1f}{len(files) / seconds:>10.0f}{mbs:>9.0f}"
                           f"{mbs / raw * 100:>8.0f}%")
         finally:
             drop_database(admin_url, DB_NAME)
