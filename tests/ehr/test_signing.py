@@ -2,7 +2,6 @@
 openssl command line; a signed version is frozen; bad certificates are refused; RFC 3161 time-stamps."""
 
 import hashlib
-import shutil
 import subprocess
 from datetime import date, timedelta
 
@@ -116,7 +115,6 @@ def test_a_certificate_from_an_untrusted_ca_cannot_sign(db_session, hospital, ke
     assert str(err.value) == "Chứng thư số của bạn không do CA mà cơ sở tin cậy cấp."
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI missing")
 def test_openssl_verifies_an_exported_signature_and_one_changed_byte_fails(db_session, hospital, keys, sheet,
                                                                            tmp_path, vi):
     from ehr import exchange
