@@ -22,8 +22,9 @@ def _start(env: dict, port: int, astm_port: int) -> subprocess.Popen:
                              "--astm-port", str(astm_port)],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     for _ in range(300):
-        try:
+        try:  # both listeners: the ASTM one may come up a moment after the HL7 one
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            socket.create_connection(("127.0.0.1", astm_port), timeout=1).close()
             return proc
         except OSError:
             if proc.poll() is not None:
