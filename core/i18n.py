@@ -13,8 +13,6 @@ from flask_babel import Babel
 LANGUAGES = {"vi": "Tiếng Việt", "en": "English"}
 DEFAULT_LOCALE = "vi"
 
-babel = Babel()
-
 
 def select_locale() -> str:
     lang = session.get("lang")
@@ -64,7 +62,9 @@ def init_app(app) -> None:
     app.config["BABEL_DEFAULT_LOCALE"] = DEFAULT_LOCALE
     app.config["BABEL_DEFAULT_TIMEZONE"] = "UTC"
     app.config["BABEL_TRANSLATION_DIRECTORIES"] = translation_dirs(app)
-    babel.init_app(app, locale_selector=select_locale, timezone_selector=select_timezone)
+    # A Babel per app: Flask-Babel caches the merged catalogue on the Babel object, so apps of one process
+    # with other modules (tests, tools) would otherwise share the first app's translations.
+    Babel(app, locale_selector=select_locale, timezone_selector=select_timezone)
     app.jinja_env.filters.update(dt=format_datetime, date=format_date, money=format_money)
     app.jinja_env.globals.update(LANGUAGES=LANGUAGES, current_locale=select_locale)
 

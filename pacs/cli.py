@@ -82,10 +82,12 @@ def register(group) -> None:
             return
         from core.cli import _config, _logging
         from pacs import settings as settings_mod
+        from pacs import worklist
 
         _logging()
         cfg = _config()
         settings = settings_mod.load(cfg)
+        worklist.station_aes(cfg.setting("VNHIS_PACS_STATION_AES"))  # a bad mapping stops the node now, not a query
         title = settings_mod.check_ae_title(ae_title, "--ae-title") if ae_title else settings.ae_title
         _serve(cfg, settings, host, port or settings.port, title, workers)
 

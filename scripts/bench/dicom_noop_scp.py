@@ -1,5 +1,6 @@
 """A C-STORE SCP that receives each instance with pynetdicom exactly as `vnhis pacs` does (same AE settings,
-same server class) and answers success without storing anything: the protocol layer's own ceiling.
+same server and socket classes, the same Part 10 bytes) and answers success without storing anything:
+the protocol layer's own ceiling.
 
     .venv/bin/python scripts/bench/dicom_noop_scp.py PORT      # used by dicom_store.py --ceiling
 """
@@ -13,18 +14,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from pynetdicom import evt  # noqa: E402
 
-from pacs.scp import Node, _Server  # noqa: E402
+from pacs import part10  # noqa: E402
+from pacs.scp import Node, _Handler, _Server  # noqa: E402
 
 
 def receive_only(event) -> int:
-    event.encoded_dataset()
+    request = event.request
+    part10.header(request.AffectedSOPClassUID, request.AffectedSOPInstanceUID, event.context.transfer_syntax,
+                  event.assoc.requestor.ae_title) + request.DataSet.getvalue()
     return 0x0000
 
 
 def main() -> None:
     ae = Node(session_factory=None, storage_root=Path("unused"), ae_title="VNHIS").build_ae()
     server = ae.make_server(("127.0.0.1", int(sys.argv[1])), evt_handlers=[(evt.EVT_C_STORE, receive_only)],
-                            server_class=_Server)
+                            server_class=_Server, request_handler=_Handler)
     server.serve_forever()
 
 

@@ -33,6 +33,8 @@ def test_bad_node_settings_are_one_line(committed_db_url, tmp_path):
     result = vnhis(env, "pacs")
     assert (result.returncode, result.stderr.strip()) == (2, "vnhis: VNHIS_PACS_PORT must be a whole number, got "
                                                              "'http'")
+    stations = vnhis(_env(committed_db_url, tmp_path, VNHIS_PACS_STATION_AES="CT:CT01"), "pacs")
+    assert stations.returncode == 2 and "VNHIS_PACS_STATION_AES must be MODALITY=AE pairs" in stations.stderr
 
 
 def test_export_on_the_command_line(committed_db_url, pacs_sessions, tmp_path):
