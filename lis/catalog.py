@@ -12,6 +12,7 @@ from decimal import Decimal, InvalidOperation
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from core.db import is_postgresql
 from lis.models import Analyser, LabTest, PanelMember
 
 
@@ -81,14 +82,24 @@ class Snapshot:
 
 
 # Reading the catalogue costs several queries; a message needs it at once. The snapshot is kept per
-# process and re-read when the catalogue changes (ids only grow: edits add rows, the analyser screen
-# touches updated_at) or after SNAPSHOT_SECONDS at the latest.
+# process and re-read when the catalogue changes or after SNAPSHOT_SECONDS at the latest. Ranges and
+# analyser codes are replaced, not edited in place (ids only grow), the analyser screen touches
+# updated_at, and a test edited in place (name, unit, value type, delta %) changes the digest of the
+# fields the snapshot holds.
 SNAPSHOT_SECONDS = 30.0
-_FINGERPRINT = text(
+_FINGERPRINT = (
     "SELECT (SELECT max(id) FROM lis_tests), (SELECT count(*) FROM lis_tests WHERE active),"
     " (SELECT max(id) FROM lis_reference_ranges), (SELECT count(*) FROM lis_reference_ranges),"
     " (SELECT max(id) FROM lis_analyser_codes), (SELECT count(*) FROM lis_analyser_codes),"
-    " (SELECT max(updated_at) FROM lis_analysers), (SELECT count(*) FROM lis_analysers WHERE active)")
+    " (SELECT max(updated_at) FROM lis_analysers), (SELECT count(*) FROM lis_analysers WHERE active), ")
+# Constant SQL only, joined (no data in it).
+_FINGERPRINT_PG = text(
+    _FINGERPRINT + "(SELECT md5(string_agg(format('%L|%L|%L|%L|%L|%L|%L|%L', id, code, loinc, name, unit,"  # noqa: S608
+    " value_type, delta_percent, active), ',' ORDER BY id)) FROM lis_tests WHERE NOT is_panel)")
+_FINGERPRINT_PORTABLE = text(  # SQLite: the fields themselves (a small clinic's catalogue)
+    _FINGERPRINT + "(SELECT group_concat(quote(id) || quote(code) || quote(loinc) || quote(name) || quote(unit)"  # noqa: S608
+    " || quote(value_type) || quote(delta_percent) || quote(active), ',')"
+    " FROM (SELECT * FROM lis_tests WHERE NOT is_panel ORDER BY id))")
 _snapshots: dict[str, Snapshot] = {}
 _lock = threading.Lock()
 
@@ -104,7 +115,7 @@ def snapshot(session: Session) -> Snapshot:
     now = time.monotonic()
     if held is not None and now - held.checked_at < trust_seconds and now - held.loaded_at < SNAPSHOT_SECONDS:
         return held
-    key = tuple(session.execute(_FINGERPRINT).one())
+    key = tuple(session.execute(_FINGERPRINT_PG if is_postgresql(session) else _FINGERPRINT_PORTABLE).one())
     if held is not None and held.key == key and now - held.loaded_at < SNAPSHOT_SECONDS:
         held.checked_at = now
         return held

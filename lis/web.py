@@ -4,6 +4,8 @@ on the encounter page with the released results and critical values to acknowled
 
 from __future__ import annotations
 
+from datetime import date
+
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -16,9 +18,21 @@ from core.web.security import require
 from his.models.encounters import Encounter
 from his.models.patients import Patient
 from his.web import panels
-from lis import analysers, catalog, inbox, printing, results, specimens, validation
+from lis import (
+    analysers,
+    catalog,
+    catalog_edit,
+    catalog_excel,
+    inbox,
+    manual,
+    printing,
+    results,
+    specimens,
+    validation,
+)
 from lis.models import (
     STAGES,
+    VALUE_TYPES,
     Analyser,
     AnalyserCode,
     CriticalAlert,
@@ -44,6 +58,7 @@ STAGE_LABELS = {"preliminary": _l("Awaiting technical validation"),
 MESSAGE_STATUS = {"unmatched": _l("Unknown specimen"), "error": _l("Cannot be applied"),
                   "rejected": _l("Rejected"), "applied": _l("Applied"), "resolved": _l("Resolved")}
 SPECIMEN_TYPES = {"WB": _l("Whole blood (EDTA)"), "SER": _l("Serum"), "UR": _l("Urine"), "PLAS": _l("Plasma")}
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 WORKLIST_FILTERS = ("ordered", "collected", "received", "resulted", "released", "rejected")
 
 
@@ -134,14 +149,36 @@ def _specimen_action(specimen_id: int, action, done):
 @bp.get("/specimens/<int:specimen_id>")
 @require(READ)
 def specimen(specimen_id: int):
+    return _specimen_page(_specimen_or_404(specimen_id))
+
+
+def _specimen_page(found: Specimen, entry: dict | None = None, entry_error: manual.EntryError | None = None):
     sess = db_session()
-    found = _specimen_or_404(specimen_id)
     _read(found)
     current = results.current_of(sess, found)
     history = {r.test_id: results.history_of(sess, found, r.test_id)[1:] for r in current}
     reports = list(sess.scalars(select(Report).where(Report.specimen_id == found.id).order_by(Report.id.desc())))
     return render_template("lis/specimen.html", specimen=found, patient=sess.get(Patient, found.patient_id),
-                           results=current, history=history, reports=reports, stages=STAGES)
+                           results=current, history=history, reports=reports, stages=STAGES,
+                           current={r.test_id: r for r in current}, enterable=manual.ENTERABLE,
+                           entry=entry or {}, entry_error=entry_error), 422 if entry_error else 200
+
+
+@bp.post("/specimens/<int:specimen_id>/results")
+@require(ENTER)
+def enter_results(specimen_id: int):
+    """Results typed in for the specimen's tests, recorded as an analyser's would be."""
+    sess = db_session()
+    found = _specimen_or_404(specimen_id)
+    values = {r.test_id: request.form.get(f"value-{r.test_id}", "") for r in found.requests}
+    try:
+        made = manual.enter(sess, current_actor(), found, values)
+    except manual.EntryError as exc:
+        sess.rollback()
+        return _specimen_page(_specimen_or_404(specimen_id), values, exc)
+    sess.commit()
+    flash(_("%(n)d results saved, awaiting technical validation.", n=made.count), "success")
+    return redirect(url_for("lis.specimen", specimen_id=specimen_id))
 
 
 @bp.post("/specimens/<int:specimen_id>/validate-technical")
@@ -302,7 +339,7 @@ def analyser_edit(analyser_id: int | None):
                            fields=analysers.SPECIMEN_FIELD_CHOICES), 422 if errors else 200
 
 
-# --- the lab catalogue (read-only view) ------------------------------------------------------
+# --- the lab catalogue ---------------------------------------------------------------------------
 
 def _months(value: int | None) -> str:
     if value is None:
@@ -314,7 +351,11 @@ def _months(value: int | None) -> str:
 @require(ADMIN)
 def catalogue():
     """Tests and panels with their ranges by sex and age band, critical limits, each analyser's code
-    and the billing service code: what lab staff check before editing a profile."""
+    and the billing service code; the Excel export and import."""
+    return _catalogue_page()
+
+
+def _catalogue_page(import_report: catalog_excel.ImportReport | None = None, import_error=None):
     sess = db_session()
     tests = list(sess.scalars(select(LabTest).order_by(LabTest.is_panel.desc(), LabTest.position, LabTest.code)))
     members: dict[int, list[LabTest]] = {}
@@ -324,8 +365,166 @@ def catalogue():
     for row in sess.scalars(select(AnalyserCode).join(AnalyserCode.analyser).order_by(Analyser.code)):
         codes.setdefault(row.test_id, []).append((row.analyser.code, row.code))
     audit.record(sess, current_actor(), "lis.catalogue.read", None, {"tests": len(tests)})
+    failed = import_error is not None or bool(import_report and import_report.errors)
     return render_template("lis/catalogue.html", tests=tests, members=members, codes=codes,
-                           range_text=catalog.range_text, months=_months, plain=lambda d: format(d.normalize(), "f"))
+                           range_text=catalog.range_text, months=_months, plain=lambda d: format(d.normalize(), "f"),
+                           import_report=import_report, import_error=import_error), 422 if failed else 200
+
+
+RANGE_FIELDS = tuple(catalog_edit.RANGE_READERS)
+BLANK_RANGE_ROWS = 3
+MAX_RANGE_ROWS = 200
+
+
+def _test_form_values(sess, test: LabTest | None) -> dict:
+    """The form as strings, from what is stored."""
+    if test is None:
+        return {"value_type": "NM", "specimen_type": "SER", "active": "1", "position": "0",
+                "ranges": [{} for _i in range(BLANK_RANGE_ROWS)], "codes": {}}
+    draft = catalog_edit.draft_of(sess, test)
+    codes: dict[int, list[str]] = {}
+    for analyser_id, code in draft.codes:
+        codes.setdefault(analyser_id, []).append(code)
+    plain = catalog_edit.plain
+    return {"code": test.code, "name": test.name, "loinc": test.loinc or "", "unit": test.unit or "",
+            "value_type": test.value_type, "specimen_type": test.specimen_type, "service_code": test.service_code or "",
+            "delta_percent": plain(test.delta_percent) if test.delta_percent is not None else "",
+            "position": str(test.position), "active": "1" if test.active else "",
+            "is_panel": "1" if test.is_panel else "",
+            "members": "\n".join(draft.members),
+            "ranges": [{f: "" if getattr(r, f) is None else str(plain(getattr(r, f))) for f in RANGE_FIELDS}
+                       for r in draft.ranges] + [{} for _i in range(BLANK_RANGE_ROWS)],
+            "codes": {a: ", ".join(c) for a, c in codes.items()}}
+
+
+def _draft_from_form(test: LabTest | None, form, analysers: list[Analyser]):
+    """The draft the form asks for and its values as typed; errors keyed by the form's field names."""
+    raw_count = form.get("range_count", "")
+    count = min(int(raw_count), MAX_RANGE_ROWS) if raw_count.isdigit() else 0
+    rows = [{f: form.get(f"range-{i}-{f}", "") for f in RANGE_FIELDS} for i in range(count)]
+    values = {**{k: form.get(k, "") for k in catalog_edit.TEST_READERS}, "active": form.get("active", ""),
+              "is_panel": form.get("is_panel", ""), "members": form.get("members", ""), "ranges": rows,
+              "codes": {a.id: form.get(f"codes-{a.id}", "") for a in analysers}}
+    fields, problems = catalog_edit.read_test(form, active=bool(form.get("active")),
+                                              is_panel=bool(form.get("is_panel")))
+    errors = {p.field: p.message for p in problems}
+    ranges, places = [], []
+    for i, row in enumerate(rows):
+        if catalog_edit.is_blank(row):
+            continue
+        rng, found = catalog_edit.read_range(row, len(ranges))
+        errors.update({f"range-{i}-{p.field}": p.message for p in found})
+        if rng is not None:
+            ranges.append(rng)
+            places.append(i)
+    codes = [(a.id, c) for a in analysers for c in _split_codes(form.get(f"codes-{a.id}", ""))]
+    draft = None if fields is None else catalog_edit.Draft(test, fields, catalog_edit.member_codes(values["members"]),
+                                                           ranges, codes)
+    return draft, values, errors, places
+
+
+def _split_codes(text: str) -> list[str]:
+    """An analyser's codes for the test, separated by commas (its own codes keep their case)."""
+    return [c.strip() for c in text.split(",") if c.strip()]
+
+
+def _form_key(problem: catalog_edit.Problem, draft: catalog_edit.Draft, places: list[int]) -> str:
+    if problem.part == "ranges":
+        return f"range-{places[problem.index]}-{problem.field}"
+    if problem.part == "codes":
+        return f"codes-{draft.codes[problem.index][0]}"
+    return "members" if problem.part == "members" else problem.field
+
+
+@bp.route("/catalogue/tests/new", methods=["GET", "POST"], defaults={"test_id": None})
+@bp.route("/catalogue/tests/<int:test_id>", methods=["GET", "POST"])
+@require(ADMIN)
+def test_edit(test_id: int | None):
+    """A test or panel with its members, reference ranges and analyser codes, saved together."""
+    sess = db_session()
+    test = sess.get(LabTest, test_id) if test_id is not None else None
+    if test_id is not None and test is None:
+        abort(404)
+    analysers_list = list(sess.scalars(select(Analyser).order_by(Analyser.code)))
+    errors: dict = {}
+    if request.method == "POST":
+        draft, values, errors, places = _draft_from_form(test, request.form, analysers_list)
+        if draft is not None:  # what the catalogue says too, so that every mistake shows at once
+            errors = {**{_form_key(p, draft, places): p.message for p in catalog_edit.check(sess, [draft])}, **errors}
+        if draft is not None and not errors:
+            try:
+                applied = catalog_edit.save(sess, current_actor(), [draft])
+            except catalog_edit.CatalogueError as exc:
+                sess.rollback()
+                errors = {_form_key(p, draft, places): p.message for p in exc.problems}
+            else:
+                sess.commit()
+                flash(_("Test saved.") if applied.created or applied.updated else _("Nothing changed."), "success")
+                return redirect(url_for("lis.test_edit", test_id=applied.tests[0].id))
+        rows = values["ranges"]
+        while rows and catalog_edit.is_blank(rows[-1]):
+            rows.pop()  # the typed rows keep their places (errors name them); fresh blank ones follow
+        values["ranges"] = rows + [{} for _i in range(BLANK_RANGE_ROWS)]
+    else:
+        values = _test_form_values(sess, test)
+    if test is not None:
+        audit.record(sess, current_actor(), "lis.catalogue.test.read", test, {"code": test.code})
+    return render_template("lis/test_edit.html", test=test, values=values, errors=errors, analysers=analysers_list,
+                           value_types=VALUE_TYPES, specimen_types=catalog_edit.SPECIMEN_TYPES,
+                           in_use=test is not None and catalog_edit.in_use(sess, test)), \
+        422 if errors else 200
+
+
+@bp.post("/catalogue/tests/<int:test_id>/remove")
+@require(ADMIN)
+def test_remove(test_id: int):
+    sess = db_session()
+    test = sess.get(LabTest, test_id)
+    if test is None:
+        abort(404)
+    try:
+        outcome = catalog_edit.remove(sess, current_actor(), test)
+    except catalog_edit.CatalogueError as exc:
+        sess.rollback()
+        flash(str(exc.problems[0].message), "error")
+        return redirect(url_for("lis.test_edit", test_id=test_id))
+    sess.commit()
+    if outcome == "deactivated":
+        flash(_("The test is in use (results, or a panel): it was taken out of use, not deleted."), "success")
+        return redirect(url_for("lis.test_edit", test_id=test_id))
+    flash(_("Test deleted."), "success")
+    return redirect(url_for("lis.catalogue"))
+
+
+@bp.get("/catalogue.xlsx")
+@require(ADMIN)
+def catalogue_export():
+    data = catalog_excel.export(db_session(), current_actor())
+    name = f"danh-muc-xet-nghiem-{date.today():%Y%m%d}.xlsx"
+    return Response(data, mimetype=XLSX, headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+@bp.post("/catalogue/import")
+@require(ADMIN)
+def catalogue_import():
+    sess = db_session()
+    upload = request.files.get("workbook")
+    if upload is None or not upload.filename:
+        return _catalogue_page(import_error=_("Choose the Excel workbook (.xlsx) to import."))
+    try:
+        report = catalog_excel.import_workbook(sess, current_actor(), upload.read(), upload.filename)
+    except catalog_excel.ImportFileError as exc:
+        sess.rollback()
+        return _catalogue_page(import_error=exc.message)
+    if report.errors:
+        sess.rollback()  # all or nothing; the refusal itself is kept in the audit trail
+        audit.record(sess, current_actor(), "lis.catalogue.import_refused", None,
+                     {"file": upload.filename[:200], "errors": report.error_count})
+        sess.commit()
+        return _catalogue_page(import_report=report)
+    sess.commit()
+    flash(str(report.summary), "success")
+    return redirect(url_for("lis.catalogue"))
 
 
 # --- the encounter panel ----------------------------------------------------------------------

@@ -90,3 +90,50 @@ def test_an_analyser_result_reaches_the_encounter_page_once_validated(lab_server
     with committed_lab["factory"]() as session:
         alert = session.scalars(select(CriticalAlert)).one()
         assert (alert.acknowledged_by, alert.note) == ("bs.lab", "Đã báo người bệnh quay lại")
+
+
+def test_results_typed_in_and_the_catalogue_edited_in_the_browser(lab_server, page, committed_lab, tmp_path):
+    base, _port = lab_server
+    serum = committed_lab["serum"]
+    log_in(page, base, "ktv.lan", PASSWORD)
+    page.goto(f"{base}/lis/reception")
+    page.fill("#barcode", serum)
+    page.click("#receive-submit")
+    page.goto(f"{base}/lis/?status=received")
+    page.click(f"#specimen-{serum} a")
+    page.fill('#manual-entry tr[data-code="GLU"] input', "cao")
+    page.click("#save-results")
+    assert "«cao» không phải là số" in page.locator('#manual-entry tr[data-code="GLU"] .field-error').inner_text()
+    page.fill('#manual-entry tr[data-code="GLU"] input', "5,6")
+    page.fill('#manual-entry tr[data-code="NA"] input', "131")
+    page.click("#save-results")
+    page.wait_for_selector('#result-GLU[data-stage="preliminary"]')
+    assert "Đã lưu 2 kết quả, chờ duyệt kỹ thuật." in page.locator("main").inner_text()
+    assert page.locator("#result-NA").inner_text().split("\t")[1:5] == ["131", "mmol/L", "135-145", "L"]
+
+    admin = page.context.browser.new_context(locale="vi-VN", accept_downloads=True).new_page()
+    log_in(admin, base, "bs.hoa", PASSWORD)
+    admin.goto(f"{base}/lis/catalogue")
+    admin.click("#new-test")
+    admin.fill("#code", "HBA1C")
+    admin.fill("#name", "HbA1c")
+    admin.fill("#unit", "%")
+    admin.select_option("#specimen_type", "WB")
+    admin.fill('input[name="range-0-low"]', "4.0")
+    admin.fill('input[name="range-0-high"]', "3.0")
+    admin.click("#save-test")
+    assert "giới hạn cao nhỏ hơn giới hạn thấp" in admin.locator('[data-field="range-0-high"]').inner_text()
+    admin.fill('input[name="range-0-high"]', "6.0")
+    admin.click("#save-test")
+    admin.wait_for_url(f"{base}/lis/catalogue/tests/*")
+    assert "Đã lưu xét nghiệm." in admin.locator("main").inner_text()
+    admin.goto(f"{base}/lis/catalogue")
+    assert "Cả hai giới: 4-6" in admin.locator("#test-HBA1C").inner_text()
+    with admin.expect_download() as download:
+        admin.click("#export")
+    saved = tmp_path / "danh-muc.xlsx"
+    download.value.save_as(saved)
+    admin.set_input_files("#workbook", str(saved))
+    admin.click("#import-submit")
+    admin.wait_for_url(f"{base}/lis/catalogue")
+    assert "Thêm mới 0 xét nghiệm, thay đổi 0, giữ nguyên" in admin.locator("main").inner_text()
