@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from pydicom.dataset import FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import CTImageStorage, EnhancedCTImageStorage, ExplicitVRLittleEndian, generate_uid
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -87,6 +87,32 @@ def stop(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def synthetic_multiframe(folder: Path, count: int, frames: int = 100, seed: int = 11) -> list[Path]:
+    """`count` Enhanced CT instances of `frames` 512×512 16-bit frames (about 50 MB each for 100 frames)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    volume = rng.integers(0, 4096, (frames, 512, 512), dtype=np.uint16)
+    study, series = generate_uid(), generate_uid()
+    paths = []
+    for index in range(count):
+        ds = pydicom.Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.SOPClassUID, ds.SOPInstanceUID = EnhancedCTImageStorage, generate_uid()
+        ds.PatientName, ds.PatientID, ds.Modality = "Trần^Thị Lớn", "BENCHL", "CT"
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.InstanceNumber = study, series, index + 1
+        ds.SpecificCharacterSet = "ISO_IR 192"
+        ds.Rows = ds.Columns = 512
+        ds.NumberOfFrames = frames
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.PixelData = np.roll(volume, index, axis=1).tobytes()
+        path = folder / f"mf{index:04d}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(path)
+    return paths
 
 
 def synthetic_ct(folder: Path, count: int, *, studies: int = 1, seed: int = 7) -> list[Path]:

@@ -1,10 +1,12 @@
 """C-STORE throughput of `vnhis pacs` side by side with Orthanc, in the same run, plus the disk's raw write
 rate (dd), for synthetic 512×512 16-bit CT instances sent by DCMTK storescu on 1 and on 4 associations.
 
-    .venv/bin/python scripts/bench/dicom_store.py [--count 2000] [--workers 2] [--ceiling]
+    .venv/bin/python scripts/bench/dicom_store.py [--count 2000] [--workers 2] [--ceiling] [--large 20]
 
 --ceiling adds the protocol layer's own rate: pynetdicom receiving each instance as the node does and
-answering success without storing it (scripts/bench/dicom_noop_scp.py, one process).
+answering success without storing it (scripts/bench/dicom_noop_scp.py, one process). --large N adds N
+multi-frame Enhanced CT instances of about 50 MB each on one association: the "large instances" case,
+whose MB/s is compared with dd.
 
 Each run stores into a fresh database/storage (vnhis) or a fresh storage directory (Orthanc), so every
 instance is new. Needs PostgreSQL (VNHIS_BENCH_DATABASE_URL, default the local postgres user), dcmtk, orthanc.
@@ -31,6 +33,7 @@ from dicom_common import (
     start_vnhis,
     stop,
     synthetic_ct,
+    synthetic_multiframe,
     wait_for_echo,
 )
 
@@ -109,11 +112,26 @@ def run_ceiling(files, associations: int) -> float:
         stop(proc)
 
 
+def _print_row(name: str, associations: int, count: int, size: int, seconds: float, raw: float) -> float:
+    mbs = size / seconds / 1e6
+    print(f"{name:<27}{associations:>6}{seconds:>10.1f}{count / seconds:>10.0f}{mbs:>9.0f}{mbs / raw * 100:>8.0f}%")
+    return count / seconds
+
+
+def _runs(admin_url: str, work: Path, files, associations: int, workers: int, ceiling: bool) -> list:
+    runs = [("orthanc", lambda: run_orthanc(work, files, associations)),
+            (f"vnhis ({workers} proc)", lambda: run_vnhis(admin_url, work, files, associations, workers))]
+    if ceiling:
+        runs.append(("pynetdicom no-op (1 proc)", lambda: run_ceiling(files, associations)))
+    return runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=2, help="vnhis pacs processes on the port")
     parser.add_argument("--ceiling", action="store_true", help="also time pynetdicom answering without storing")
+    parser.add_argument("--large", type=int, default=0, help="also store this many ~50 MB multi-frame instances")
     args = parser.parse_args()
     admin_url = os.environ.get("VNHIS_BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
     with tempfile.TemporaryDirectory(prefix="vnhis-pacs-bench-", dir=os.environ.get("VNHIS_BENCH_DIR")) as tmp:
@@ -127,22 +145,21 @@ def main() -> None:
         rates = {}
         try:
             for associations in (1, 4):
-                runs = [("orthanc", lambda a=associations: run_orthanc(work, files, a)),
-                        (f"vnhis ({args.workers} proc)",
-                         lambda a=associations: run_vnhis(admin_url, work, files, a, args.workers))]
-                if args.ceiling:
-                    runs.append(("pynetdicom no-op (1 proc)", lambda a=associations: run_ceiling(files, a)))
-                for name, run in runs:
-                    seconds = run()
-                    rates[(name.split()[0], associations)] = len(files) / seconds
-                    mbs = size / seconds / 1e6
-                    print(f"{name:<27}{associations:>6}{seconds:>10.1f}{len(files) / seconds:>10.0f}{mbs:>9.0f}"
-                          f"{mbs / raw * 100:>8.0f}%")
+                for name, run in _runs(admin_url, work, files, associations, args.workers, args.ceiling):
+                    rates[(name.split()[0], associations)] = _print_row(name, associations, len(files), size,
+                                                                        run(), raw)
+            if args.large:
+                shutil.rmtree(work / "files")
+                large = synthetic_multiframe(work / "large", args.large)
+                large_size = sum(p.stat().st_size for p in large)
+                print(f"{args.large} large instances of {large_size / len(large) / 1e6:.0f} MB, one association:")
+                for name, run in _runs(admin_url, work, large, 1, args.workers, args.ceiling):
+                    rates[(name.split()[0], "large")] = _print_row(name, 1, len(large), large_size, run(), raw)
         finally:
             drop_database(admin_url, DB_NAME)
-        for associations in (1, 4):
-            print(f"vnhis / orthanc on {associations} association(s): "
-                  f"{rates[('vnhis', associations)] / rates[('orthanc', associations)]:.2f}x")
+        for key in (1, 4, "large") if args.large else (1, 4):
+            label = "large instances" if key == "large" else f"{key} association(s)"
+            print(f"vnhis / orthanc on {label}: {rates[('vnhis', key)] / rates[('orthanc', key)]:.2f}x")
 
 
 if __name__ == "__main__":
