@@ -181,11 +181,16 @@ def open_alerts(session: Session, *, user_id: int | None = None, encounter_id: i
 
 
 def released_results(session: Session, encounter_id: int) -> list[tuple[Specimen, list[Result]]]:
-    """What the encounter page shows: the released values of each specimen."""
+    """What the encounter page shows: the last released value of each test of each specimen. A released
+    value stays shown (its `superseded_at` set) while a correction of it waits for validation."""
     found = []
     for specimen in session.scalars(select(Specimen).where(Specimen.encounter_id == encounter_id)
                                     .order_by(Specimen.created_at, Specimen.id)):
-        rows = [r for r in current_of(session, specimen) if r.stage == "released"]
+        last_released: dict[int, Result] = {}
+        for row in session.scalars(select(Result).where(Result.specimen_id == specimen.id,
+                                                        Result.stage == "released").order_by(Result.version.desc())):
+            last_released.setdefault(row.test_id, row)
+        rows = [last_released[r.test_id] for r in current_of(session, specimen) if r.test_id in last_released]
         if rows:
             found.append((specimen, rows))
     return found

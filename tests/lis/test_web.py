@@ -89,6 +89,39 @@ def test_reception_by_scan_then_validation_then_the_encounter_page(app, db_sessi
     assert pdf.status_code == 200 and pdf.data.startswith(b"%PDF")
 
 
+def test_a_correction_keeps_the_released_value_shown_until_it_is_released(app, db_session, lab, make_user):
+    tech = _client(app, make_user, "ktv.xn", "lab_technician")
+    physician = _client(app, make_user, "bs.xn", "lab_physician")
+    doctor = app.test_client()
+    login(doctor, "bs.lab")
+    _post(tech, "/lis/reception", {"barcode": lab["blood"]}, "/lis/reception")
+    inbox.process(db_session, cbc_oru(lab["blood"], "C1"), today=TODAY)
+    db_session.commit()
+    specimen = _specimen(db_session, lab["blood"])
+    page = f"/lis/specimens/{specimen.id}"
+    html = tech.get(page).get_data(as_text=True)
+    assert 'id="validate-technical"' in html and 'id="release"' not in html  # each step only while it is due
+    _post(tech, f"{page}/validate-technical", page=page)
+    html = physician.get(page).get_data(as_text=True)
+    assert 'id="validate-technical"' not in html and 'id="release"' in html
+    _post(physician, f"{page}/release", page=page)
+    assert 'id="release"' not in physician.get(page).get_data(as_text=True)
+
+    # the analyser corrects HGB: until that version is released the doctor still sees the released value
+    values = ["6.5", "4.1", "1.8", "0.4", "0.15", "0.05", "63.0", "27.7", "6.2", "2.3", "0.8", "4.85", "99",
+              "42.1", "86.8", "29.3", "337", "13.1", "42.0", "245", "9.8", "12.1", "0.24", "25.3", "62"]
+    inbox.process(db_session, cbc_oru(lab["blood"], "C2", values=values), today=TODAY)
+    db_session.commit()
+    encounter = doctor.get(f"/encounters/{lab['encounter_id']}").get_data(as_text=True)
+    shown = re.search(r'data-code="HGB"><td>Huyết sắc tố</td><td><strong>([^<]+)</strong>([^<]*<span[^>]*>[^<]*)?',
+                      encounter)
+    assert shown and shown.group(1) != "99" and "đang chờ duyệt giá trị sửa" in (shown.group(2) or "")
+    _post(tech, f"{page}/validate-technical", page=page)
+    _post(physician, f"{page}/release", page=page)
+    encounter = doctor.get(f"/encounters/{lab['encounter_id']}").get_data(as_text=True)
+    assert re.search(r'data-code="HGB"><td>Huyết sắc tố</td><td><strong>99</strong></td>', encounter)
+
+
 def test_labels_print_as_html_and_pdf(app, lab, make_user, db_session):
     tech = _client(app, make_user, "ktv.nhan", "lab_technician")
     specimen = _specimen(db_session, lab["blood"])
