@@ -58,6 +58,13 @@ STAGE_LABELS = {"preliminary": _l("Awaiting technical validation"),
 MESSAGE_STATUS = {"unmatched": _l("Unknown specimen"), "error": _l("Cannot be applied"),
                   "rejected": _l("Rejected"), "applied": _l("Applied"), "resolved": _l("Resolved")}
 SPECIMEN_TYPES = {"WB": _l("Whole blood (EDTA)"), "SER": _l("Serum"), "UR": _l("Urine"), "PLAS": _l("Plasma")}
+# What a stored message's HL7 error code (table 0357; ASTM refusals use the same codes) means, for lab staff.
+# The protocol's own English text, sent to the analyser in ERR, stays shown beside it.
+PROBLEMS = {"100": _l("Wrong message structure"), "101": _l("A required field is missing"),
+            "102": _l("A value has the wrong data type"), "103": _l("A code is not in our tables"),
+            "200": _l("Message type not supported"), "201": _l("Event not supported"),
+            "202": _l("Processing id not supported"), "203": _l("HL7 version not supported"),
+            "204": _l("Specimen id not registered"), "207": _l("Cannot be applied")}
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 WORKLIST_FILTERS = ("ordered", "collected", "received", "resulted", "released", "rejected")
 
@@ -67,6 +74,7 @@ def _labels():
     return {"lis_specimen_status": lambda s: SPECIMEN_STATUS.get(s, s),
             "lis_stage": lambda s: STAGE_LABELS.get(s, s),
             "lis_message_status": lambda s: MESSAGE_STATUS.get(s, s),
+            "lis_problem": lambda m: PROBLEMS.get(m.error_code or "", ""),
             "lis_specimen_type": lambda s: SPECIMEN_TYPES.get(s, s),
             "lis_can_acknowledge": lambda: has_permission(current_user(), ACKNOWLEDGE)}
 

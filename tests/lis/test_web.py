@@ -158,6 +158,7 @@ def test_the_unmatched_inbox_applies_a_message_to_the_chosen_specimen(app, lab, 
     row = db_session.scalars(select(Message)).one()
     listing = tech.get("/lis/inbox").get_data(as_text=True)
     assert f'id="message-{row.id}"' in listing and "TUBE-LOST" in listing
+    assert "Không rõ mẫu · Mã mẫu chưa được đăng ký" in listing  # the reason in Vietnamese, the HL7 text beside it
     path = f"/lis/inbox/{row.id}"
     wrong = _post(tech, f"{path}/reprocess", {"barcode": "NOPE"}, path)
     assert wrong.location == path
