@@ -343,7 +343,8 @@ def _payload(order: Order, **extra) -> dict:
 def _announce(session: Session, actor: Actor, order: Order, action: str, **extra) -> None:
     audit.record(session, actor, f"order.{action}", order,
                  {"encounter_id": order.encounter_id, "patient_id": order.patient_id, "kind": order.kind,
-                  "status": order.status, "items": [f"{line.item_code}×{line.quantity}" for line in order.lines],
+                  "status": order.status,
+                  "items": [f"{line.item_code}×{Decimal(line.quantity).normalize():f}" for line in order.lines],
                   **extra})
     events.emit(session, f"his.order.{action_event(action)}", _payload(order, **extra), actor=actor)
 
