@@ -18,7 +18,7 @@ def register(group) -> None:
     @click.option("--max-batch", default=DEFAULT_BATCH, show_default=True, type=click.IntRange(1, 1000),
                   help="most messages (of all connections) committed in one transaction; 1: each alone")
     @click.option("--writers", default=DEFAULT_WRITERS, show_default=True, type=click.IntRange(1, 32),
-                  help="threads applying messages, each with its own database connection")
+                  help="batches applied at once, each on a database connection of its own")
     def hl7_command(host: str, port: int, astm_port: int | None, max_bytes: int, max_batch: int,
                     writers: int) -> None:
         """Receive results from analysers and answer their queries."""

@@ -257,6 +257,52 @@ def _obx(seg: Segment, index: int) -> Observation:
     d = seg.d
     f = seg.fields if len(seg.fields) > 14 else seg.fields + [""] * (15 - len(seg.fields))
     rep, comp, esc = d.repetition, d.component, d.escape
+    read = f[2] + f[3] + f[4] + f[5] + f[6] + f[7] + f[11] + f[14]
+    if esc in read or rep in read:
+        return _obx_escaped(seg, f, index)
+    # the usual row: nothing escaped, no repetition, so splitting is the whole reading
+    ident = f[3].split(comp)
+    value_type = f[2].split(comp, 1)[0].upper()
+    raw = f[5]
+    if value_type in ("TX", "FT", "ST"):
+        value = raw
+    elif value_type == "SN":
+        value = "".join(raw.split(comp)[:4])
+    elif value_type in ("CE", "CWE"):
+        coded = raw.split(comp)
+        value = (coded[1] if len(coded) > 1 else "") or coded[0]
+    else:
+        value = raw.split(comp, 1)[0]
+    location = f"OBX^{index}"
+    if value_type == "NM":
+        value = value.strip()
+        if value and not NUMBER.fullmatch(value):
+            raise Hl7Error("AE", "102", f"OBX-5 value {value[:20]!r} is not a number (NM)", f"{location}^5")
+    try:
+        observed = parse_time(f[14].split(comp, 1)[0])
+    except ValueError:
+        raise Hl7Error("AE", "102", "OBX-14 is not a date/time", f"{location}^14") from None
+    code = ident[0]
+    if not code:
+        raise Hl7Error("AE", "101", "OBX-3 observation identifier is missing", f"{location}^3")
+    n = len(ident)
+    text = ident[1] if n > 1 else ""
+    alt = tuple(c for c in (ident[3] if n > 3 else "", text) if c)
+    flags = _flags(f[8], d) if f[8] else []
+    return Observation(index, code, alt, text or f[4].split(comp, 1)[0], value_type or "ST", value,
+                       f[6].split(comp, 1)[0], f[7], flags, (f[11].split(comp, 1)[0] or "F").upper(), observed,
+                       [], location)
+
+
+def _flags(raw: str, d: Delimiters) -> list[str]:
+    if d.escape in raw:
+        return [flag for flag in (unescape(r, d).split(d.component, 1)[0] for r in raw.split(d.repetition)) if flag]
+    return [flag for flag in (r.split(d.component, 1)[0] for r in raw.split(d.repetition)) if flag]
+
+
+def _obx_escaped(seg: Segment, f: list[str], index: int) -> Observation:
+    d = seg.d
+    rep, comp, esc = d.repetition, d.component, d.escape
 
     def parts(raw: str) -> list[str]:
         if rep in raw:

@@ -12,17 +12,18 @@ real patients: it is kept as rejected and answered AR. Lab staff can resolve an 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from datetime import date
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import select
+from sqlalchemy import and_, insert, or_, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import audit
 from core.audit import Actor
-from core.db import utcnow
+from core.db import is_postgresql, utcnow
 from lis import catalog, hl7, queries, results
 from lis.hl7 import Hl7Error
 from lis.models import Message
@@ -53,7 +54,7 @@ def _sender(msg: hl7.Message | None) -> str | None:
 
 
 def _store(session: Session, raw: bytes, peer: str | None, msg: hl7.Message | None, status: str, *,
-           analyser: catalog.AnalyserInfo | None = None, error: Hl7Error | None = None, flush: bool = True) -> Message:
+           analyser: catalog.AnalyserInfo | None = None, error: Hl7Error | None = None) -> Message:
     row = Message(protocol="hl7", direction="in", raw=raw, peer=peer, status=status, received_at=utcnow(),
                   sender=_sender(msg), control_id=msg.control_id[:199] if msg is not None and msg.control_id else None,
                   content_hash=msg.content_hash if msg is not None else None,
@@ -63,8 +64,7 @@ def _store(session: Session, raw: bytes, peer: str | None, msg: hl7.Message | No
     if error is not None:
         row.error_code, row.error_location, row.error_reason = error.code, error.location[:40], error.text
     session.add(row)
-    if flush:
-        session.flush()
+    session.flush()
     return row
 
 
@@ -79,50 +79,42 @@ def _profile(session: Session, sender: str | None) -> catalog.AnalyserInfo | Non
 
 
 def _apply(session: Session, row: Message, msg: hl7.Message, analyser: catalog.AnalyserInfo | None, *,
-           actor: Actor = ACTOR, barcode: str | None = None, today: date | None = None,
-           on_outcome=None) -> tuple[str, Hl7Error | None]:
+           actor: Actor = ACTOR, barcode: str | None = None, today: date | None = None) -> tuple[str, Hl7Error | None]:
     """Results of a stored message into the database; returns the MSA code and the error, if any."""
     try:
         groups = hl7.results_of(msg)
     except Hl7Error as exc:
         row.status = "error"
         row.error_code, row.error_location, row.error_reason = exc.code, exc.location[:40], exc.text
-        if on_outcome is not None:
-            on_outcome(exc.ack, exc)
         return exc.ack, exc
-    return apply_groups(session, row, analyser, groups, actor=actor, barcode=barcode, today=today,
-                        on_outcome=on_outcome)
+    return apply_groups(session, row, analyser, groups, actor=actor, barcode=barcode, today=today)
+
+
+def _refusal(exc: results.ResultError) -> tuple[Hl7Error, str, str | None]:
+    """The AE for results that cannot be applied, the message's status and the specimen id it named."""
+    text = exc.text
+    if exc.kind == "rejected_specimen":
+        text = f"{exc.text} at the laboratory (unsuitable sample): its results are not accepted"
+    return (Hl7Error("AE", TABLE_0357[exc.kind], text, exc.location), STATUS_OF.get(exc.kind, "error"),
+            (exc.barcode or "")[:300] or None)
 
 
 def apply_groups(session: Session, row: Message, analyser: catalog.AnalyserInfo | None, groups, *, actor: Actor,
-                 barcode: str | None = None, today: date | None = None,
-                 on_outcome=None) -> tuple[str, Hl7Error | None]:
-    """Record the results of a stored message (HL7 or ASTM) and set its status and reason.
-
-    The checks run before the message row is flushed, so a new message is inserted once, in its
-    final state (on_outcome sets its answer first), and its results after it.
-    """
+                 barcode: str | None = None, today: date | None = None) -> tuple[str, Hl7Error | None]:
+    """Record the results of a stored message (HL7 or ASTM: reprocessing, the ASTM listener) and set its
+    status and reason."""
     try:
         with session.no_autoflush:
             planned = results.plan(session, analyser, groups, barcode)
     except results.ResultError as exc:
-        text = exc.text
-        if exc.kind == "rejected_specimen":
-            text = f"{exc.text} at the laboratory (unsuitable sample): its results are not accepted"
-        error = Hl7Error("AE", TABLE_0357[exc.kind], text, exc.location)
-        row.status = STATUS_OF.get(exc.kind, "error")
-        row.error_code, row.error_location, row.error_reason = error.code, exc.location[:40], text
-        row.specimen_barcodes = (exc.barcode or "")[:300] or None
-        if on_outcome is not None:
-            on_outcome("AE", error)
+        error, row.status, row.specimen_barcodes = _refusal(exc)
+        row.error_code, row.error_location, row.error_reason = error.code, error.location[:40], error.text
         return "AE", error
     made = results.counted(planned)
     row.status = "applied" if barcode is None else "resolved"
     row.error_code = row.error_location = row.error_reason = None
     row.results_count = made.count
     row.specimen_barcodes = ",".join(made.barcodes)[:300]
-    if on_outcome is not None:
-        on_outcome("AA", None)
     session.flush()
     results.write(session, actor, analyser, planned, message_id=row.id, today=today)
     return "AA", None
@@ -140,7 +132,11 @@ def _duplicate(session: Session, msg: hl7.Message) -> Message | None:
 
 def stored_answers(row: Message) -> list[bytes]:
     """The answer frames kept for a message, to send again to a repeat."""
-    return [part for part in row.ack.split(ANSWER_SEPARATOR) if part] if row.ack else []
+    return _answers_of(row.ack)
+
+
+def _answers_of(ack: bytes | None) -> list[bytes]:
+    return [part for part in ack.split(ANSWER_SEPARATOR) if part] if ack else []
 
 
 def _not_for_patients(msg: hl7.Message) -> Hl7Error | None:
@@ -152,17 +148,15 @@ def _not_for_patients(msg: hl7.Message) -> Hl7Error | None:
                                  "send production messages with MSH-11 = P", "MSH^1^11")
 
 
-def process(session: Session, frame: bytes, peer: str | None = None, *, today: date | None = None) -> list[bytes]:
-    """Handle one frame inside the caller's transaction; the caller commits, then sends the answer."""
-    try:
-        msg = hl7.parse(frame)
-        hl7.check_header(msg, SUPPORTED)
-    except Hl7Error as exc:
+def _slow(session: Session, frame: bytes, peer: str | None, msg: hl7.Message | None, error: Hl7Error | None, *,
+          today: date | None) -> list[bytes]:
+    """Everything but a production result message: a broken frame, an ACK, a query, a training or QC run."""
+    if error is not None:
         partial = partial_message(frame)
-        row = _store(session, frame, peer, None, "rejected", error=exc)
+        row = _store(session, frame, peer, None, "rejected", error=error)
         # the sender id is kept for the inbox but not as a duplicate key: a broken frame is never "the same"
         row.sender = _sender(partial)
-        return [_answer(row, partial, exc.ack, exc)]
+        return [_answer(row, partial, error.ack, error)]
     previous = _duplicate(session, msg)
     if previous is not None:
         return stored_answers(previous)
@@ -180,13 +174,148 @@ def process(session: Session, frame: bytes, peer: str | None = None, *, today: d
         answers = queries.answer(session, msg)
         row.ack_code, row.ack, row.processed_at = "AA", ANSWER_SEPARATOR.join(answers), utcnow()
         return answers
-    if is_quality_control(msg):
-        row = _store(session, frame, peer, msg, "answered", analyser=analyser)
-        row.error_reason = "quality control run: kept in the store, not applied to a patient"
-        return [_answer(row, msg, "AA")]
-    row = _store(session, frame, peer, msg, "pending", analyser=analyser, flush=False)
-    _apply(session, row, msg, analyser, today=today, on_outcome=lambda code, error: _answer(row, msg, code, error))
-    return [row.ack]
+    row = _store(session, frame, peer, msg, "answered", analyser=analyser)
+    row.error_reason = "quality control run: kept in the store, not applied to a patient"
+    return [_answer(row, msg, "AA")]
+
+
+def process(session: Session, frame: bytes, peer: str | None = None, *, today: date | None = None) -> list[bytes]:
+    """Handle one frame inside the caller's transaction; the caller commits, then sends the answer."""
+    return process_many(session, [(frame, peer)], today=today)[0]
+
+
+class _Result:
+    """A production result message on the hot path, and what becomes of it."""
+
+    __slots__ = ("index", "frame", "peer", "msg", "key", "analyser", "groups", "error", "plan", "row")
+
+    def __init__(self, index: int, frame: bytes, peer: str | None, msg: hl7.Message, snapshot: catalog.Snapshot):
+        self.index, self.frame, self.peer, self.msg = index, frame, peer, msg
+        self.key = (_sender(msg), msg.control_id[:199], hashlib.sha256(msg.raw).hexdigest())
+        self.analyser = snapshot.analysers.get(msg.sender)
+        self.plan, self.row = None, None
+        try:
+            self.groups, self.error = hl7.results_of(msg), None
+        except Hl7Error as exc:
+            self.groups, self.error = [], exc
+
+
+def process_many(session: Session, items: list[tuple[bytes, str | None]], *,
+                 today: date | None = None) -> list[list[bytes]]:
+    """Handle frames (of several connections) inside the caller's transaction, in their order, as if
+    each were processed alone; returns each one's answers. The result messages among them are applied
+    together: one duplicate lookup, one lock and one history query for all, then one insert of their
+    rows and one of their results (on PostgreSQL two round trips, the first under the specimen locks)."""
+    answers: list[list[bytes] | None] = [None] * len(items)
+    snapshot = catalog.snapshot(session)
+    fast: list[_Result] = []
+    for n, (frame, peer) in enumerate(items):
+        try:
+            msg, error = hl7.parse(frame), None
+            hl7.check_header(msg, SUPPORTED)
+        except Hl7Error as exc:
+            msg, error = None, exc
+        if error is None and msg.type in hl7.RESULT_MESSAGES and _not_for_patients(msg) is None \
+                and not is_quality_control(msg):
+            fast.append(_Result(n, frame, peer, msg, snapshot))
+        else:
+            answers[n] = _slow(session, frame, peer, msg, error, today=today)
+    if fast:
+        for item, answer in _apply_results(session, fast, snapshot, today):
+            answers[item.index] = answer
+    return answers
+
+
+_PG_STORED = ("SELECT sender, control_id, content_hash, ack FROM lis_messages WHERE direction = 'in'"
+              " AND (sender, control_id, content_hash) IN (SELECT * FROM unnest(CAST(%(senders)s AS text[]),"
+              " CAST(%(controls)s AS text[]), CAST(%(hashes)s AS text[])))")
+_PG_IDS = "SELECT nextval(pg_get_serial_sequence('lis_messages', 'id')) FROM generate_series(1, %(n)s)"
+_MESSAGE_COLUMNS = ("id", "protocol", "direction", "sender", "control_id", "content_hash", "message_type", "version",
+                    "analyser_id", "peer", "raw", "received_at", "status", "error_code", "error_location",
+                    "error_reason", "ack_code", "ack", "specimen_barcodes", "results_count", "processed_at",
+                    "attempts")
+_PG_INSERT_MESSAGE = (f"INSERT INTO lis_messages ({', '.join(_MESSAGE_COLUMNS)})"  # noqa: S608 (constant columns)
+                      f" VALUES ({', '.join(f'%({c})s' for c in _MESSAGE_COLUMNS)})")
+
+
+def _stored_many(session: Session, keys: list[tuple]) -> dict[tuple, bytes | None]:
+    found = session.execute(select(Message.sender, Message.control_id, Message.content_hash, Message.ack).where(
+        Message.direction == "in", or_(*(and_(Message.sender == s, Message.control_id == c,
+                                              Message.content_hash == h) for s, c, h in keys))))
+    return {(s, c, h): ack for s, c, h, ack in found}
+
+
+def _look_up(session: Session, fast: list[_Result], snapshot: catalog.Snapshot, barcodes: set[str]):
+    """The stored repeats (key -> answer), new message ids (PostgreSQL), the locked specimens and their
+    history. PostgreSQL: one round trip, the history read after the locks are held."""
+    keys = list(dict.fromkeys(item.key for item in fast))
+    if not is_postgresql(session):
+        stored = _stored_many(session, keys)
+        known = results.lock_specimens(session, barcodes) if barcodes else {}
+        return stored, None, known, results.read_prior(session, barcodes) if barcodes else {}
+    senders, controls, hashes = (list(column) for column in zip(*keys, strict=True))
+    found, ids, locked, prior = results.send(session, [
+        (_PG_STORED, {"senders": senders, "controls": controls, "hashes": hashes}),
+        (_PG_IDS, {"n": len(keys)}),
+        results.lock_statement(barcodes),
+        (results.PG_PRIOR, results.prior_params(barcodes, snapshot))])
+    return ({(s, c, h): ack for s, c, h, ack in found}, [i for (i,) in ids], {r.barcode: r for r in locked},
+            results.prior_of(prior))
+
+
+def _outcome(item: _Result, known: dict, snapshot: catalog.Snapshot, now) -> dict:
+    """Check the message against the locked specimens; its row as it will be stored, answer included."""
+    msg, error, status = item.msg, item.error, "error"
+    barcodes = None
+    if error is None:
+        try:
+            item.plan = results.check(known, snapshot, item.analyser, item.groups)
+        except results.ResultError as exc:
+            error, status, barcodes = _refusal(exc)
+    made = results.counted(item.plan) if item.plan is not None else None
+    code = error.ack if error is not None else "AA"
+    sender, control, digest = item.key
+    return {"id": None, "protocol": "hl7", "direction": "in", "sender": sender, "control_id": control,
+            "content_hash": digest, "message_type": "^".join(msg.type)[:20], "version": msg.version[:10],
+            "analyser_id": item.analyser.id if item.analyser else None, "peer": item.peer, "raw": item.frame,
+            "received_at": now, "status": "applied" if made else status,
+            "error_code": error.code if error else None, "error_location": error.location[:40] if error else None,
+            "error_reason": error.text if error else None, "ack_code": code, "ack": hl7.ack(msg, code, error),
+            "specimen_barcodes": ",".join(made.barcodes)[:300] if made else barcodes,
+            "results_count": made.count if made else 0, "processed_at": now, "attempts": 0}
+
+
+def _apply_results(session: Session, fast: list[_Result], snapshot: catalog.Snapshot, today: date | None):
+    """(message, answers) for each result message: the repeats of stored ones answered from the store,
+    the others checked in their order, then stored and their results written, all in two statements."""
+    barcodes = {b for item in fast if item.error is None for b in results.wanted(item.analyser, item.groups)}
+    stored, ids, known, prior = _look_up(session, fast, snapshot, barcodes)
+    now = utcnow()
+    first: dict[tuple, _Result] = {}
+    for item in fast:
+        if item.key in stored:
+            yield item, _answers_of(stored[item.key])
+        elif item.key in first:  # the same message twice in this batch: stored once, answered alike
+            continue
+        else:
+            first[item.key] = item
+            item.row = _outcome(item, known, snapshot, now)
+    new = list(first.values())
+    if ids is not None:
+        for item, ident in zip(new, ids, strict=False):
+            item.row["id"] = ident
+        before = [(_PG_INSERT_MESSAGE, [item.row for item in new])] if new else []
+    else:
+        for item in new:
+            values = {k: v for k, v in item.row.items() if k != "id"}
+            item.row["id"] = session.execute(insert(Message.__table__).values(**values)).inserted_primary_key[0]
+        before = []
+    applied = [(item.analyser, item.plan, item.row["id"]) for item in new if item.plan is not None]
+    if applied or before:
+        results.write_many(session, ACTOR, applied, today=today, prior=prior, before=before)
+    for item in fast:
+        if item.key not in stored:
+            yield item, [first[item.key].row["ack"]]
 
 
 def handle(factory: sessionmaker, frame: bytes, peer: str | None = None, *,

@@ -21,7 +21,7 @@ VT, FS, CR = b"\x0b", b"\x1c", b"\x0d"
 END = FS + CR
 DEFAULT_MAX_BYTES = 16 * 1024 * 1024
 DEFAULT_BATCH = 64  # messages the listener commits in one transaction at most (bounds how long it holds locks)
-DEFAULT_WRITERS = 2  # the listener's writer threads, each with its own database connection
+DEFAULT_WRITERS = 2  # batches the listener applies at once, each on a database connection of its own
 HEAD_KEPT = 64 * 1024  # how much of an oversized frame the store keeps
 log = logging.getLogger("vnhis.lis.mllp")
 
