@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.db import Base, BigId, utcnow
@@ -88,6 +88,10 @@ class AuditEvent(Base):
     __table_args__ = (
         Index("ix_audit_events_target", "target_type", "target_id"),
         Index("ix_audit_events_occurred_at", "occurred_at"),
+        # What the sealer looks for: without it, finding the few unsealed events walks the dead index
+        # entries every sealing update leaves behind (seq is indexed, so those updates are never HOT).
+        Index("ix_audit_events_unsealed", "id", postgresql_where=text("seq IS NULL"),
+              sqlite_where=text("seq IS NULL")),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
