@@ -25,7 +25,9 @@ def _time(value: str | None) -> datetime | None:
         return None
 
 
-def _add(session: Session, payload: dict, form_code: str, source_ref: str, content: dict, at: str | None) -> None:
+def _add(session: Session, payload: dict, form_code: str, source_ref: str, content: dict, at: str | None,
+         author: Actor | None) -> None:
+    """The system (lis, pacs) puts the document in the record; its author is the person who released it."""
     if session.scalar(select(Document.id).where(Document.source_ref == source_ref)) is not None:
         return
     encounter = session.get(Encounter, payload["encounter_id"])
@@ -35,7 +37,14 @@ def _add(session: Session, payload: dict, form_code: str, source_ref: str, conte
     record = ensure_record(session, actor, encounter)
     when = _time(at)
     create_document(session, actor, record, form_code, content,
-                    clinical_time=when if when and when.tzinfo else None, source_ref=source_ref)
+                    clinical_time=when if when and when.tzinfo else None, source_ref=source_ref, author=author)
+
+
+def _person(user_id: int | None, name: str | None) -> Actor | None:
+    """Who released the result, from the event (an event queued before it carried the id has the name only)."""
+    if user_id is None and not name:
+        return None
+    return Actor(id=user_id, name=name or "")
 
 
 def _results_text(results: list[dict]) -> str:
@@ -53,7 +62,8 @@ def lab_report_released(session: Session, payload: dict) -> None:
     content = {"specimen_barcode": payload.get("specimen_barcode"), "released_by": payload.get("released_by"),
                "released_at": payload.get("released_at"), "order_id": payload.get("order_id"),
                "results": results, "results_text": _results_text(results)}
-    _add(session, payload, "XN", f"lis:report:{payload['report_id']}", content, payload.get("released_at"))
+    _add(session, payload, "XN", f"lis:report:{payload['report_id']}", content, payload.get("released_at"),
+         _person(payload.get("released_by_id"), payload.get("released_by")))
 
 
 @subscribe("pacs.report.signed")
@@ -61,4 +71,5 @@ def imaging_report_signed(session: Session, payload: dict) -> None:
     keys = ("procedure", "modality", "accession_number", "study_uid", "findings", "conclusion", "signed_by",
             "signed_at", "order_id")
     content = {k: payload.get(k) for k in keys}
-    _add(session, payload, "CDHA", f"pacs:report:{payload['report_id']}", content, payload.get("signed_at"))
+    _add(session, payload, "CDHA", f"pacs:report:{payload['report_id']}", content, payload.get("signed_at"),
+         _person(payload.get("signed_by_id"), payload.get("signed_by")))

@@ -127,6 +127,7 @@ def _envelope(session: Session, document: Document, number: int, content: dict, 
 
 def _add_version(session: Session, actor: Actor, document: Document, content: dict,
                  reason: str | None) -> Version:
+    """`actor` is the version's author (for a result from another system, the person who released it)."""
     number = document.current_version + 1
     author, _title = person(session, actor)
     recorded_at = utcnow()
@@ -168,18 +169,22 @@ def add_document(session: Session, actor: Actor, record: MedicalRecord, form_cod
 
 def create_document(session: Session, actor: Actor, record: MedicalRecord, form_code: str, content: dict, *,
                     clinical_time: datetime | None = None, source_ref: str | None = None,
-                    relation: str = "system") -> Document:
-    """A document with its first version from content already checked (or produced by another system)."""
-    author, _title = person(session, actor)
+                    relation: str = "system", author: Actor | None = None) -> Document:
+    """A document with its first version from content already checked (or produced by another system).
+    `author` is whom the document is by when `actor` writes it on their behalf: a lab report released in lis
+    is by the releasing physician, though the system puts it in the record (and the audit says so)."""
+    author = author or actor
+    name, _title = person(session, author)
     document = Document(record_id=record.id, form_code=form_code, status="active", current_version=0,
-                        author_id=actor.id, author_name=author, clinical_time=clinical_time or utcnow(),
+                        author_id=author.id, author_name=name, clinical_time=clinical_time or utcnow(),
                         source_ref=source_ref)
     session.add(document)
     session.flush()
-    version = _add_version(session, actor, document, content, None)
+    version = _add_version(session, author, document, content, None)
+    on_behalf = {"author_id": author.id, "author": name} if author is not actor else {}
     audit.record(session, actor, "ehr.document.create", document,
                  {"record_id": record.id, "patient_id": record.patient_id, "form": form_code,
-                  "version": 1, "hash": version.content_hash} | access.flagged(relation))
+                  "version": 1, "hash": version.content_hash} | on_behalf | access.flagged(relation))
     return document
 
 

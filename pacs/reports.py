@@ -74,5 +74,5 @@ def sign(session: Session, actor: Actor, study: Study, signer_name: str) -> Repo
         "study_uid": study.study_uid, "modality": "\\".join(study.modality_list),
         "procedure": (item.procedure_name if item else study.study_description),
         "findings": report.findings, "conclusion": report.conclusion, "signed_by": signer_name,
-        "signed_at": report.signed_at.isoformat()}, actor=actor)
+        "signed_by_id": actor.id, "signed_at": report.signed_at.isoformat()}, actor=actor)
     return report

@@ -37,6 +37,7 @@ from sqlalchemy import select
 from core import audit
 from core.audit import Actor
 from pacs import part10, query, store, worklist
+from pacs.charset import assume_utf8
 from pacs.models import Instance, RemoteAE
 
 log = logging.getLogger("vnhis.pacs")
@@ -230,7 +231,7 @@ class Node:
 
     def handle_find(self, event) -> Iterator:
         try:
-            identifier = event.identifier
+            identifier = assume_utf8(event.identifier)
             sop_class = event.request.AffectedSOPClassUID
         except Exception:
             yield _status(UNABLE_TO_PROCESS, "cannot decode identifier"), None
@@ -274,7 +275,7 @@ class Node:
     # --- C-MOVE and C-GET ----------------------------------------------------------------------
 
     def _retrieve_set(self, event, action: str) -> list[Instance] | Dataset:
-        identifier = event.identifier
+        identifier = assume_utf8(event.identifier)
         level = str(identifier.get("QueryRetrieveLevel", "")).strip()
         with self.session_factory() as session:
             try:

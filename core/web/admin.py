@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
@@ -154,6 +155,12 @@ def _local_date(value: str | None, end: bool = False) -> datetime | None:
             continue
         return day + timedelta(days=1) if end else day
     return None
+
+
+@bp.app_template_filter("detail_text")
+def detail_text(detail: dict | None) -> str:
+    """An audit detail as JSON with its Vietnamese readable (tojson writes \\u1ec3); the template escapes it."""
+    return json.dumps(detail, ensure_ascii=False) if detail else ""
 
 
 @bp.get("/audit")

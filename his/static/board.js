@@ -14,6 +14,7 @@
       return r.json();
     }).then(function (state) {
       document.getElementById("board-offline").hidden = true;
+      if (state.clock) { setClock(state.clock.now_ms, state.clock.utc_offset_minutes); }
       if (state.version === version) { return; }
       version = state.version;
       fill(document.getElementById("board-called"), state.called, function (n) { return li(n); });
@@ -23,8 +24,19 @@
       document.getElementById("board-offline").hidden = false;
     }).then(function () { setTimeout(tick, every); });
   }
-  setInterval(function () {
-    document.getElementById("board-clock").textContent = new Date().toLocaleTimeString("vi-VN", {hour: "2-digit", minute: "2-digit"});
-  }, 1000);
+  // The clock shows the hospital's time (the server's, in VNHIS_TIMEZONE), not the screen's own zone:
+  // each state answer brings the server's time and the zone's UTC offset, and the clock ticks on from them.
+  var skew = 0, offset = 0;
+  function setClock(nowMs, offsetMinutes) {
+    if (isFinite(nowMs)) { skew = nowMs - Date.now(); }
+    if (isFinite(offsetMinutes)) { offset = offsetMinutes; }
+  }
+  function two(n) { return (n < 10 ? "0" : "") + n; }
+  function drawClock() {
+    var local = new Date(Date.now() + skew + offset * 60000);  // read as UTC: the hospital's wall clock
+    document.getElementById("board-clock").textContent = two(local.getUTCHours()) + ":" + two(local.getUTCMinutes());
+  }
+  setClock(parseInt(body.dataset.nowMs, 10), parseInt(body.dataset.utcOffsetMinutes, 10));
+  setInterval(drawClock, 1000);
   setTimeout(tick, every);
 })();

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import segno
 from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
 from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
 
 from core import audit
-from core.web import NavEntry, add_nav, current_actor, db_session
+from core.web import NavEntry, add_nav, config, current_actor, db_session
 from core.web.security import public, require
 from his import tickets
 from his.models.tickets import Ticket
@@ -84,13 +86,21 @@ def ticket_action(code: str, ticket_id: int, action: str):
     return redirect(url_for(".desk", code=code))
 
 
+def _clock() -> dict:
+    """The hospital's time for the board's clock: the screen's browser may be set to another zone (or be
+    wrong), so it shows the server's time in VNHIS_TIMEZONE and ticks on from it."""
+    now = datetime.now(config().tz)
+    return {"now_ms": int(now.timestamp() * 1000), "utc_offset_minutes": int(now.utcoffset().total_seconds()) // 60,
+            "time": f"{now:%H:%M}"}
+
+
 @bp.get("/board/<code>")
 @public
 def board(code: str):
     """The waiting-room screen: numbers only (no names on a public screen), refreshed without reload."""
     point = point_or_404(code)
     return render_template("his/board.html", point=point, view=tickets.board(db_session(), point, today()),
-                           poll_ms=BOARD_POLL_MS)
+                           poll_ms=BOARD_POLL_MS, clock=_clock())
 
 
 @bp.get("/board/<code>/state")
@@ -98,7 +108,7 @@ def board(code: str):
 def board_state(code: str):
     point = point_or_404(code)
     view = tickets.board(db_session(), point, today())
-    return jsonify(version=view.version, point=point.name, waiting_count=view.waiting_count,
+    return jsonify(version=view.version, point=point.name, waiting_count=view.waiting_count, clock=_clock(),
                    called=[t.display_number for t in view.called],
                    waiting=[{"number": t.display_number, "priority": t.is_priority} for t in view.waiting])
 

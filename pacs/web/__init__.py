@@ -11,6 +11,7 @@ from core.web import NavEntry, add_nav, current_actor, db_session
 from core.web.security import add_api_prefix, allow_preflight
 from his.models.orders import Order
 from his.web import panels
+from pacs.display import dicom_date, dicom_time
 from pacs.models import Report, Study
 
 
@@ -40,6 +41,7 @@ def init_app(app) -> None:
     from pacs.web import dicomweb, ui
 
     worklist.station_aes(app.extensions["vnhis.config"].setting("VNHIS_PACS_STATION_AES"))  # refused at start-up
+    app.jinja_env.filters.update(dicom_date=dicom_date, dicom_time=dicom_time)
     app.register_blueprint(ui.bp)
     app.register_blueprint(dicomweb.bp)
     if app.extensions["vnhis.config"].setting("VNHIS_PACS_CORS_ORIGIN"):

@@ -16,6 +16,7 @@ from core.web import config, current_actor, current_user, db_session
 from core.web.security import require
 from his.text import fold
 from pacs import export, remotes, render, reports
+from pacs.display import PRESET_LABELS
 from pacs.models import Instance, RemoteAE, Report, Series, Study
 from pacs.settings import storage_root
 
@@ -65,7 +66,8 @@ def study(study_id: int):
     audit.record(sess, current_actor(), "pacs.study.view", item, {"patient_id": item.patient_id,
                                                                    "study_uid": item.study_uid})
     return render_template("pacs/study.html", study=item, series=series, instances=instances,
-                           report=reports.of_study(sess, item), presets=render.PRESETS)
+                           report=reports.of_study(sess, item),
+                           presets={name: PRESET_LABELS[name] for name in render.PRESETS})
 
 
 @bp.get("/instances/<int:instance_id>/<any(jpeg, png):fmt>")

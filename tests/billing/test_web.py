@@ -250,3 +250,12 @@ def test_a_held_credit_is_resolved_from_the_reconciliation(client, db_session, v
     txn = db_session.get(BankTransaction, txn.id)
     assert (txn.status, _count(db_session, Payment)) == ("applied", 1)
     assert db_session.scalar(select(Payment.amount)) == Decimal("100000.00")
+
+
+def test_the_desk_says_nothing_found_only_after_a_search(client, make_user):
+    make_user("thungan.cuc", "cashier")
+    login(client, "thungan.cuc")
+    empty = client.get("/billing").get_data(as_text=True)
+    assert 'id="desk-q"' in empty and "Không tìm thấy" not in empty and 'id="desk-rows"' not in empty
+    searched = client.get("/billing?q=Không có ai").get_data(as_text=True)
+    assert 'id="desk-none">Không tìm thấy.' in searched and 'id="desk-rows"' not in searched

@@ -205,3 +205,24 @@ def test_an_unusable_storage_directory_is_one_clear_line(tmp_path, session_facto
     (tmp_path / "a-file").write_text("")
     with pytest.raises(ConfigError, match="VNHIS_STORAGE_DIR .* cannot be created"):
         create_app(make_config(tmp_path, storage_dir=tmp_path / "a-file" / "storage"), session_factory=session_factory)
+
+
+def test_the_audit_log_shows_details_in_readable_vietnamese(client, make_user, db_session):
+    from core import audit
+    from core.audit import Actor
+
+    audit.record(db_session, Actor.system("test"), "test.detail", None,
+                 {"code": "CDHA.XQN×1.000", "name": "Kiểm tra <b>"})
+    db_session.commit()
+    make_user("quantri3", "admin")
+    login(client, "quantri3")
+    html = client.get("/admin/audit?action=test.detail").get_data(as_text=True)
+    assert "{&#34;code&#34;: &#34;CDHA.XQN×1.000&#34;, &#34;name&#34;: &#34;Kiểm tra &lt;b&gt;&#34;}" in html
+    assert "\\u" not in html
+
+
+def test_every_page_links_an_icon_that_is_served(client):
+    page = client.get("/login").get_data(as_text=True)
+    assert '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">' in page
+    icon = client.get("/static/favicon.svg")
+    assert icon.status_code == 200 and icon.mimetype == "image/svg+xml" and b"<svg" in icon.get_data()

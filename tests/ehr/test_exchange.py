@@ -71,8 +71,30 @@ def test_released_lab_results_and_signed_imaging_reports_join_the_record_once(db
     assert sorted(docs) == ["CDHA", "XN"] and len(record.documents) == 2
     lab = records.current(db_session, docs["XN"]).content
     assert lab["results"][0]["value"] == "12.5" and lab["results_text"] == "Bạch cầu: 12.5 G/L [H] (4.0-10.0)"
-    assert docs["XN"].source_ref == "lis:report:41" and docs["XN"].author_name == "lis"
+    assert docs["XN"].source_ref == "lis:report:41"
     assert records.current(db_session, docs["CDHA"]).content["conclusion"] == "Viêm phổi thùy dưới phải"
+
+
+def test_a_released_result_is_by_the_person_who_released_it_and_the_system_wrote_it(db_session, hospital):
+    lab_report_released(db_session, _announce(hospital, LAB) | {"released_by": "Lê Thị Hoa",
+                                                                "released_by_id": hospital.nurse.id})
+    imaging_report_signed(db_session, _announce(hospital, IMAGING) | {"signed_by": "Phạm Văn Nam",
+                                                                      "signed_by_id": hospital.surgeon.id})
+    docs = {d.form_code: d for d in records.of_encounter(db_session, hospital.encounter.id).documents}
+    for code, user in (("XN", hospital.nurse), ("CDHA", hospital.surgeon)):
+        version = records.current(db_session, docs[code])
+        assert (docs[code].author_id, docs[code].author_name) == (user.id, user.full_name)
+        assert (version.author_id, version.author_name) == (user.id, user.full_name)
+    created = {e["detail"]["form"]: e for e in db_session.info["vnhis.audit.pending"]
+               if e["action"] == "ehr.document.create"}
+    assert [(created[c]["actor_name"], created[c]["actor_id"], created[c]["detail"]["author_id"])
+            for c in ("XN", "CDHA")] == [("lis", None, hospital.nurse.id), ("pacs", None, hospital.surgeon.id)]
+
+
+def test_an_event_queued_before_it_carried_the_id_names_its_author(db_session, hospital):
+    lab_report_released(db_session, _announce(hospital, LAB))
+    [doc] = records.of_encounter(db_session, hospital.encounter.id).documents
+    assert (doc.author_id, doc.author_name) == (None, "Đỗ Thu Hà")
 
 
 def test_hosobenhan_json_and_xml_have_the_eleven_groups_and_keep_a_five_character_icd(db_session, hospital,

@@ -78,3 +78,19 @@ def test_paste_a_qr_get_a_number_and_the_board_shows_it(reception_server, page, 
     page.click("#scan-submit")
     assert "sinh năm 1990" in page.locator("#reception-error").inner_text()
     assert _patients(committed_db_url) == 1
+
+
+def test_the_board_clock_shows_the_hospitals_time_on_a_screen_set_to_another_zone(reception_server, page):
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    screen = page.context.browser.new_context(locale="vi-VN", timezone_id="America/New_York").new_page()
+    screen.goto(f"{reception_server}/board/PK101")
+    screen.wait_for_timeout(2500)  # the clock has ticked and a state answer has come
+    hospital = ZoneInfo("Asia/Ho_Chi_Minh")  # the server's VNHIS_TIMEZONE (the default)
+    before = datetime.now(hospital)
+    shown = screen.locator("#board-clock").inner_text()
+    after = datetime.now(hospital)
+    assert shown in {f"{before:%H:%M}", f"{after:%H:%M}"}
+    assert screen.evaluate("new Date().getTimezoneOffset()") != -420  # the screen's own zone is not the hospital's
+    screen.context.close()

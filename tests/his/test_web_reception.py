@@ -1,6 +1,7 @@
 """Reception, patients and queue screens over HTTP (Flask test client, PostgreSQL)."""
 
 import re
+from datetime import datetime
 
 from sqlalchemy import func, select
 
@@ -60,6 +61,19 @@ def test_board_and_ticket_print(client, make_user, clinic):
     assert "0001" in anonymous.get(f"/board/{clinic['point'].code}").get_data(as_text=True)
     slip = client.get(f"/tickets/{ticket_id}/print").get_data(as_text=True)
     assert 'id="print-number">0001<' in slip and "<svg" in slip
+
+
+def test_the_board_clock_is_the_hospitals_time(client, clinic):
+    tz = client.application.extensions["vnhis.config"].tz
+    before = datetime.now(tz)
+    page = client.get(f"/board/{clinic['point'].code}").get_data(as_text=True)
+    clock = client.get(f"/board/{clinic['point'].code}/state").json["clock"]
+    after = datetime.now(tz)
+    offset = int(before.utcoffset().total_seconds()) // 60
+    assert f'data-utc-offset-minutes="{offset}"' in page and clock["utc_offset_minutes"] == offset
+    assert before.timestamp() * 1000 - 1 <= clock["now_ms"] <= after.timestamp() * 1000 + 1
+    shown = re.search(r'<span id="board-clock">(\d\d:\d\d)</span>', page).group(1)
+    assert shown in {f"{before:%H:%M}", f"{after:%H:%M}"}
 
 
 def test_queue_desk_calls_next(client, make_user, clinic):

@@ -7,6 +7,7 @@ import subprocess
 import time
 
 import pydicom
+from pydicom.uid import generate_uid
 from sqlalchemy import func, select
 
 from core.audit import Actor
@@ -119,3 +120,22 @@ def test_storing_again_stores_nothing_twice(node, pacs_sessions, sample_files):
     _store_all(node, sample_files + [sample_file("MR_small_RLE.dcm")])  # MR_small again, RLE-compressed
     with pacs_sessions() as session:
         assert [session.scalar(select(func.count()).select_from(m)) for m in (Study, Series, Instance)] == before
+
+
+def test_a_utf8_name_sent_without_a_character_set_is_found(node, tmp_path):
+    """findscu sends what was typed as UTF-8 and declares no (0008,0005); the node reads it as UTF-8."""
+    ds = pydicom.dcmread(sample_file("CT_small.dcm"))
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.PatientName, ds.PatientID = "Dương^Văn An", "VN-UTF8"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    path = tmp_path / "vietnamese.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    storescu(node.port, [path])
+
+    for typed in ("Dương*", "duong*"):
+        found = _find(node, tmp_path, "-S", "STUDY", f"PatientName={typed}", "StudyInstanceUID")
+        assert [(s.StudyInstanceUID, str(s.PatientName)) for s in found] == [(ds.StudyInstanceUID, "Dương^Văn An")]
+    assert _find(node, tmp_path, "-S", "STUDY", "PatientName=Dương*", "SpecificCharacterSet=ISO_IR 192",
+                 "StudyInstanceUID")[0].StudyInstanceUID == ds.StudyInstanceUID
+    assert _find(node, tmp_path, "-S", "STUDY", "PatientName=Dưa*") == []

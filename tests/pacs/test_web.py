@@ -227,7 +227,8 @@ def test_the_study_page_shows_thumbnails_and_the_report_is_signed(web, db_sessio
                        "accession_number": ordered_study["item"].accession_number, "study_uid": study.study_uid,
                        "modality": "CT", "procedure": ordered_study["item"].procedure_name,
                        "findings": "Không thấy tổn thương.", "conclusion": "CT sọ não bình thường.",
-                       "signed_by": "Bs.Cdha", "signed_at": report.signed_at.isoformat()}
+                       "signed_by": "Bs.Cdha", "signed_by_id": report.signed_by,
+                       "signed_at": report.signed_at.isoformat()}
     again = web.post(f"/pacs/studies/{study.id}/report", data={"csrf_token": token, "findings": "x",
                                                              "conclusion": "y", "action": "save"})
     assert again.status_code == 302 and db_session.scalar(select(Report.findings)) == "Không thấy tổn thương."
@@ -302,3 +303,29 @@ def test_the_study_downloads_as_a_zip_with_its_dicomdir(web, make_user, ordered_
         archive.extractall(tmp_path / "unzipped")
     fileset = FileSet(tmp_path / "unzipped" / "DICOMDIR")
     assert [str(i.SOPInstanceUID) for i in fileset] == [ordered_study["study"].series[0].instances[0].sop_instance_uid]
+
+
+def test_screens_show_dicom_dates_as_dd_mm_yyyy_and_translated_presets(web, make_user, ordered_study):
+    make_user("bs.xem", "radiologist")
+    login(web, "bs.xem")
+    study = ordered_study["study"]
+    assert (study.study_date, study.study_time) == ("20040119", "072730")  # stored raw
+    listing = web.get("/pacs/").get_data(as_text=True)
+    page = web.get(f"/pacs/studies/{study.id}").get_data(as_text=True)
+    encounter_page = web.get(f"/encounters/{ordered_study['encounter'].id}").get_data(as_text=True)
+    for html in (listing, page, encounter_page):
+        assert "19/01/2004" in html and "20040119" not in html
+    assert "19/01/2004 07:27" in page
+    assert '<option value="brain">Não</option>' in page and '<option value="subdural">Máu tụ dưới màng cứng</option>' \
+        in page and ">bone<" not in page
+
+
+def test_dicom_dates_and_times_for_display():
+    from pacs.display import PRESET_LABELS, dicom_date, dicom_time
+    from pacs.render import PRESETS
+
+    assert [dicom_date(v) for v in ("20261202", "", None, "2026", "20261302")] == [
+        "02/12/2026", "", "", "2026", "20261302"]  # not a date: shown as stored
+    assert [dicom_time(v) for v in ("093012.5", "0930", "09", "09:30:12", "", "99", "abc")] == [
+        "09:30", "09:30", "09:00", "09:30", "", "99", "abc"]
+    assert set(PRESET_LABELS) == set(PRESETS)

@@ -65,6 +65,7 @@ def test_findscu_worklist_filters_by_modality_and_date(node, imaging_orders, tmp
     assert found[0].ScheduledProcedureStepSequence[0].Modality == "CT"
     assert found[0].RequestedProcedureDescription.startswith("Chụp CT sọ não")
     assert len(_worklist(node, tmp_path, "PatientName=nguyen*")) == 2  # folded: no accents, any case
+    assert len(_worklist(node, tmp_path, "PatientName=Nguyễn*")) == 2  # UTF-8 sent with no character set
     assert _worklist(node, tmp_path, "ScheduledProcedureStepSequence[0].Modality=MR") == []
     assert _worklist(node, tmp_path, "ScheduledProcedureStepSequence[0].ScheduledProcedureStepStartDate=20200101-"
                                      "20201231") == []
