@@ -33,7 +33,8 @@ ACTOR = Actor.system("hl7")
 SUPPORTED = hl7.RESULT_MESSAGES | hl7.QUERY_MESSAGES | hl7.ACCEPTED_ACKS
 # 204 unknown key identifier, 103 table value not found, 207 application internal error (the specimen
 # exists but the lab refused it), 101 required field missing
-TABLE_0357 = {"unknown_specimen": "204", "rejected_specimen": "207", "unknown_test": "103", "no_results": "101"}
+TABLE_0357 = {"unknown_specimen": "204", "rejected_specimen": "207", "unreceived_specimen": "207",
+              "unknown_test": "103", "unrequested_test": "103", "no_results": "101"}
 APPLIED_PROCESSING = ("P", "")  # MSH-11: production (empty: senders that leave it out)
 ANSWER_SEPARATOR = b"\x1c"  # between the stored answer frames of one message: never inside an HL7 message
 STATUS_OF = {"unknown_specimen": "unmatched"}
@@ -95,6 +96,8 @@ def _refusal(exc: results.ResultError) -> tuple[Hl7Error, str, str | None]:
     text = exc.text
     if exc.kind == "rejected_specimen":
         text = f"{exc.text} at the laboratory (unsuitable sample): its results are not accepted"
+    elif exc.kind == "unreceived_specimen":
+        text = f"{exc.text}: receive the tube, then the message can be applied"
     return (Hl7Error("AE", TABLE_0357[exc.kind], text, exc.location), STATUS_OF.get(exc.kind, "error"),
             (exc.barcode or "")[:300] or None)
 

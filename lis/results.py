@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -30,16 +30,17 @@ from his.models.patients import Patient
 from his.patients import register_reference
 from lis import catalog
 from lis.catalog import AnalyserInfo, TestInfo
-from lis.models import Result, Specimen
+from lis.models import Result, Specimen, SpecimenTest
 from lis.observations import Observation, SpecimenResults
 
 SPECIMEN_FIELDS = ("SAC-3", "SPM-2", "OBR-3", "OBR-2", "O-3", "O-4")  # HL7 fields, then ASTM
-FIRST_RESULT = ("ordered", "collected", "received")
+FIRST_RESULT = ("received",)  # the only status before results: ordered and collected tubes are refused
+NOT_RECEIVED = ("ordered", "collected")
 
 
 class ResultError(ValueError):
     """Why results cannot be applied. kind: unknown_specimen (the message waits in the unmatched inbox),
-    rejected_specimen, unknown_test, no_results."""
+    rejected_specimen, unreceived_specimen, unknown_test, unrequested_test, no_results."""
 
     def __init__(self, kind: str, text: str, location: str = "", barcode: str | None = None):
         super().__init__(text)
@@ -67,7 +68,9 @@ def _candidate_ids(group: SpecimenResults, analyser: AnalyserInfo | None) -> lis
 
 # Built once: building a statement costs more than executing a cached one.
 _LOCK = (select(Specimen.id, Specimen.barcode, Specimen.status, Specimen.patient_id, Specimen.order_id,
-                Patient.sex, Patient.birth_date, Patient.birth_year)
+                Patient.sex, Patient.birth_date, Patient.birth_year,
+                select(func.group_concat(SpecimenTest.test_id)).where(SpecimenTest.specimen_id == Specimen.id)
+                .scalar_subquery().label("requested"))
          .join(Patient, Patient.id == Specimen.patient_id)
          .where(Specimen.barcode.in_(bindparam("barcodes", expanding=True)))
          .order_by(Specimen.id).with_for_update(of=Specimen))
@@ -75,7 +78,8 @@ _LOCK = (select(Specimen.id, Specimen.barcode, Specimen.status, Specimen.patient
 
 # On PostgreSQL the hot path's statements go to the driver as written: a statement through the ORM
 # costs several times its round trip in Python. Callers flush first (inbox.apply_groups does).
-_PG_LOCK = ("SELECT s.id, s.barcode, s.status, s.patient_id, s.order_id, p.sex, p.birth_date, p.birth_year"
+_PG_LOCK = ("SELECT s.id, s.barcode, s.status, s.patient_id, s.order_id, p.sex, p.birth_date, p.birth_year,"
+            " ARRAY(SELECT t.test_id FROM lis_specimen_tests t WHERE t.specimen_id = s.id) AS requested"
             " FROM lis_specimens s JOIN patients p ON p.id = s.patient_id WHERE s.barcode = ANY(%(barcodes)s)"
             " ORDER BY s.id FOR UPDATE OF s")
 
@@ -122,25 +126,53 @@ def _codes(snapshot: catalog.Snapshot, analyser: AnalyserInfo | None) -> dict[st
 _code_maps: dict[tuple, tuple] = {}
 
 
+def _requested(specimen) -> set[int]:
+    """The tests asked of a locked specimen (PostgreSQL gives an array, SQLite a comma-separated list)."""
+    value = specimen.requested
+    if isinstance(value, str):
+        return {int(part) for part in value.split(",") if part}
+    return set(value or ())
+
+
+def _where(group: SpecimenResults, analyser: AnalyserInfo | None, n: int) -> str:
+    """The field (as an ERR location, e.g. OBR^1^2) that carried the group's specimen id."""
+    fields = [analyser.specimen_field] if analyser is not None and analyser.specimen_field else SPECIMEN_FIELDS
+    used = next((f for f in fields if group.candidates.get(f)), fields[0])
+    segment, _, number = used.partition("-")
+    return f"{segment}^{n}^{number}"
+
+
 def check(known: dict, snapshot: catalog.Snapshot, analyser: AnalyserInfo | None, groups: list[SpecimenResults],
           barcode: str | None = None) -> list[_Planned]:
-    """The rules, on specimens already locked (known: barcode -> row); raises ResultError."""
+    """The rules, on specimens already locked (known: barcode -> row); raises ResultError.
+
+    A result is taken only for a tube the lab has received and for a test asked of it: a result for
+    a tube never collected or received, or for a test nobody ordered on it, is a mislabelled or
+    misloaded sample until lab staff have looked (an analyser profile may choose to skip the
+    results of tests not asked, with the quirk ignore_unrequested)."""
     groups = [g for g in groups if g.observations]
     if not groups:
         raise ResultError("no_results", "the message carries no result (OBX)", "OBX")
     codes = _codes(snapshot, analyser)
-    ignore_unknown = bool(analyser is not None and analyser.quirks.get("ignore_unknown_codes"))
+    quirks = analyser.quirks if analyser is not None else {}
+    ignore_unknown = bool(quirks.get("ignore_unknown_codes"))
+    ignore_unrequested = bool(quirks.get("ignore_unrequested"))
     planned: dict[int, _Planned] = {}
     for n, group in enumerate(groups, start=1):
         ids = [barcode] if barcode else _candidate_ids(group, analyser)
         specimen = next((known[i] for i in ids if i in known), None)
+        where = _where(group, analyser, n)
         if specimen is None:
             shown = ", ".join(ids) or "(none)"
-            raise ResultError("unknown_specimen", f"specimen id {shown} is not registered", f"OBR^{n}^3",
+            raise ResultError("unknown_specimen", f"specimen id {shown} is not registered", where,
                               ids[0] if ids else None)
         if specimen.status == "rejected":
-            raise ResultError("rejected_specimen", f"specimen {specimen.barcode} was rejected", f"OBR^{n}^3",
+            raise ResultError("rejected_specimen", f"specimen {specimen.barcode} was rejected", where,
                               specimen.barcode)
+        if specimen.status in NOT_RECEIVED:
+            raise ResultError("unreceived_specimen", f"specimen {specimen.barcode} has not been received at the "
+                              "laboratory", where, specimen.barcode)
+        asked = _requested(specimen)
         rows = planned.setdefault(specimen.id, _Planned(specimen)).rows
         for obs in group.observations:
             test = codes.get(obs.code) or next((codes[c] for c in obs.alt_codes if c in codes), None)
@@ -149,6 +181,11 @@ def check(known: dict, snapshot: catalog.Snapshot, analyser: AnalyserInfo | None
                     continue
                 raise ResultError("unknown_test", f"test code {obs.code} is not mapped for this analyser",
                                   f"{obs.location}^3")
+            if test.id not in asked:
+                if ignore_unrequested:
+                    continue
+                raise ResultError("unrequested_test", f"test {test.code} was not ordered on specimen "
+                                  f"{specimen.barcode}", f"{obs.location}^3", specimen.barcode)
             rows.append((obs, test))
     return list(planned.values())
 

@@ -124,7 +124,7 @@ def release(session: Session, actor: Actor, specimen: Specimen) -> Report:
     events.emit(session, "lis.report.released", {
         "encounter_id": specimen.encounter_id, "patient_id": specimen.patient_id, "order_id": specimen.order_id,
         "report_id": report.id, "specimen_barcode": specimen.barcode, "released_at": now.isoformat(),
-        "released_by": name, "results": [_event_row(r) for r in current]}, actor=actor)
+        "released_by": name, "released_by_id": actor.id, "results": [_event_row(r) for r in current]}, actor=actor)
     for row in fresh:
         if row.critical:
             _raise_alert(session, actor, specimen, order, row)

@@ -25,14 +25,15 @@ DAY = date(2026, 12, 1)
 
 
 def prepare(url: str, tubes: int) -> list[str]:
-    """Re-create the database and give it `tubes` CBC specimens (one lab order each); returns their barcodes."""
+    """Re-create the database and give it `tubes` CBC specimens (one lab order each, received at the lab);
+    returns their barcodes."""
     recreate(url)
     import_models()
     from sqlalchemy import select
 
     from his import demo_catalog, encounters, orders, patients
     from his.models.org import Department, Room
-    from lis import demo
+    from lis import demo, specimens
     from lis.models import Specimen
 
     engine = make_engine(url)
@@ -53,6 +54,9 @@ def prepare(url: str, tubes: int) -> list[str]:
             orders.place_order(session, actor, encounter, "lab", [{"code": "XN.CTM"}], on=DAY)
         session.commit()
         barcodes = list(session.scalars(select(Specimen.barcode).order_by(Specimen.id)))
+        for barcode in barcodes:  # results are taken only for tubes the lab has received
+            specimens.receive(session, actor, barcode)
+        session.commit()
     engine.dispose()
     return barcodes
 

@@ -19,7 +19,7 @@ from tests.browser import log_in, server_env, serving
 from tests.conftest import PASSWORD
 from tests.lis.messages import VALUES, cbc_oru
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.tubes_at_ward]  # the tubes are received on screen
 
 
 @pytest.fixture

@@ -131,7 +131,7 @@ def test_only_lab_admins_edit_the_catalogue(app, db_session, lab, make_user):
     ({"range-0-age_from_months": "1,5"}, "range-0-age_from_months", "tuổi tính bằng số tháng nguyên, từ 0 đến 1800"),
     ({"code": "GLU"}, "code", "đã có xét nghiệm khác mang mã GLU"),
     ({"code": "HB A1C"}, "code", "mã tối đa 30 ký tự: chữ cái, chữ số và các dấu # % . _ / + -"),
-    ({"name": " "}, "name", "thiếu giá trị bắt buộc"),
+    ({"name": " "}, "name", "thiếu dữ liệu bắt buộc"),
     ({"value_type": "XX"}, "value_type", "một trong các giá trị NM, ST, TX, CE, SN"),
     ({"delta_percent": "0"}, "delta_percent", "tỷ lệ phần trăm lớn hơn 0 và không quá 1000"),
     ({"members": "WBC"}, "members", "chỉ nhóm xét nghiệm mới có thành phần"),

@@ -117,5 +117,5 @@ def test_training_and_debugging_messages_are_not_applied_to_patients(db_session,
     assert stored.error_reason == (f"processing id {processing} ({mode}) is not applied to patients: send "
                                    "production messages with MSH-11 = P")
     assert _count(db_session, Result) == 0
-    assert specimens.by_barcode(db_session, lab["serum"]).status == "ordered"
+    assert specimens.by_barcode(db_session, lab["serum"]).status == "received"
     assert inbox.process(db_session, frame, today=TODAY) == [answer] and _count(db_session, Message) == 1

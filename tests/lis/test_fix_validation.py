@@ -160,6 +160,7 @@ def test_the_barcode_date_is_the_hospital_day(db_session, lab):
     assert specimens.new_barcode(db_session, early_morning).startswith("261202")
 
 
+@pytest.mark.tubes_at_ward
 def test_reception_of_a_received_tube_names_the_local_time(db_session, lab):
     serum = specimens.by_barcode(db_session, lab["serum"])
     specimens.receive(db_session, lab["doctor"], lab["serum"])
@@ -169,6 +170,7 @@ def test_reception_of_a_received_tube_names_the_local_time(db_session, lab):
     assert str(again.value) == "This specimen was already received at 02/12/2026 06:30."
 
 
+@pytest.mark.tubes_at_ward
 def test_a_cancelled_order_rejects_its_tubes_with_a_vietnamese_reason(app, db_session, lab):
     from his import orders
 

@@ -92,7 +92,7 @@ def test_oul_r22_2_5_1_uses_the_container_id_and_answers_with_err_3(db_session, 
     [bad] = inbox.process(db_session, oul_r22("NOPE", "LAW-8", {"2951-2": "141"}), today=TODAY)
     err = _ack(bad).find("ERR")
     assert _msa(bad) == ("AE", "LAW-8")
-    assert (err.value(2), err.value(3), err.value(4)) == ("OBR^1^3", "204^^HL70357", "E")
+    assert (err.value(2), err.value(3), err.value(4)) == ("SAC^1^3", "204^^HL70357", "E")  # where the id was
 
 
 def test_refusals_store_the_raw_message_with_its_reason_and_nothing_else(db_session, lab):
@@ -116,7 +116,7 @@ def test_refusals_store_the_raw_message_with_its_reason_and_nothing_else(db_sess
         assert (stored.raw, stored.error_code, stored.error_reason, stored.ack_code) == (raw, err, reason, code)
         assert stored.status in ("rejected", "error")
     assert _count(db_session, Result) == 0
-    assert {s.status for s in db_session.scalars(select(Specimen))} == {"ordered"}
+    assert {s.status for s in db_session.scalars(select(Specimen))} == {"received"}
 
 
 def test_lf_separated_messages_and_escapes_are_read(db_session, lab):
@@ -194,3 +194,37 @@ def test_a_database_outage_is_answered_ar_never_aa(lab):
     assert _msa(answer) == ("AR", "DOWN1")
     err = _ack(answer).find("ERR").value(1)
     assert err == "MSH^^^207&&HL70357"
+
+
+@pytest.mark.tubes_at_ward
+def test_a_result_for_a_tube_the_lab_has_not_received_waits_until_it_is(db_session, lab):
+    from core.audit import Actor
+    from lis import specimens
+
+    [answer] = inbox.process(db_session, glucose_oru(lab["serum"], "NR1"), today=TODAY)
+    assert _msa(answer) == ("AE", "NR1") and _err(answer) == "OBR^1^2^207&&HL70357"
+    stored = db_session.scalars(select(Message)).one()
+    assert (stored.status, stored.specimen_barcodes) == ("error", lab["serum"])
+    assert stored.error_reason == (f"specimen {lab['serum']} has not been received at the laboratory: receive the "
+                                   "tube, then the message can be applied")
+    assert _count(db_session, Result) == 0
+    assert specimens.by_barcode(db_session, lab["serum"]).status == "ordered"
+    specimens.receive(db_session, Actor.system("test"), lab["serum"])
+    assert inbox.reprocess(db_session, Actor.system("test"), stored) == "AA"
+    assert [r.value for r in db_session.scalars(select(Result))] == ["5.4"]
+
+
+def test_a_result_for_a_test_not_ordered_on_the_tube_is_refused_unless_the_profile_skips_it(db_session, lab):
+    from lis.models import Analyser
+
+    # glucose (code 1) is ordered on the serum tube, not on the EDTA blood tube
+    [answer] = inbox.process(db_session, glucose_oru(lab["blood"], "UR1"), today=TODAY)
+    assert _msa(answer) == ("AE", "UR1") and _err(answer) == "OBX^1^3^103&&HL70357"
+    stored = db_session.scalars(select(Message)).one()
+    assert (stored.status, stored.error_reason) == ("error", f"test GLU was not ordered on specimen {lab['blood']}")
+    assert _count(db_session, Result) == 0
+    mindray = db_session.scalar(select(Analyser).where(Analyser.sender == "BS-480^Mindray"))
+    mindray.quirks = {**(mindray.quirks or {}), "ignore_unrequested": True}
+    db_session.commit()
+    [answer] = inbox.process(db_session, glucose_oru(lab["blood"], "UR2"), today=TODAY)
+    assert _msa(answer) == ("AA", "UR2") and _count(db_session, Result) == 0

@@ -19,6 +19,8 @@ from lis.models import CriticalAlert, LabTest, Result, Specimen
 from tests.conftest import csrf_token, login
 from tests.lis.conftest import TODAY
 
+pytestmark = pytest.mark.tubes_at_ward  # these tests take the tubes through reception themselves
+
 TECH = Actor(id=None, name="ktv.nhap", ip="10.0.0.8")
 
 

@@ -20,6 +20,8 @@ from lis.models import Analyser, Message
 from tests.lis.conftest import TODAY
 from tests.lis.messages import glucose_oru
 
+pytestmark = pytest.mark.tubes_at_ward  # these tests take the tubes through reception themselves
+
 
 class TinyAnalyser:
     """Accepts MLLP connections, keeps each message, answers with the next code from `codes`."""
@@ -133,7 +135,8 @@ def test_a_mindray_host_query_is_answered_with_qck_and_dsr(db_session, lab):
     dsp = {s.value(1): s.value(3) for s in dsr.segments if s.name == "DSP"}
     assert dsp["1"] == lab["patient_code"] and dsp["3"] == "Nguyễn Văn An" and dsp["21"] == lab["serum"]
     assert [dsp[str(n)] for n in range(29, 33)] == ["1^Glucose^^", "7^Natri^^", "8^Kali^^", "9^Clo^^"]
-    # once the glucose is in, only the electrolytes are pending
+    # the tube reaches the lab; once its glucose is in, only the electrolytes are pending
+    specimens.receive(db_session, Actor.system("test"), lab["serum"])
     inbox.process(db_session, glucose_oru(lab["serum"], "G1"), today=TODAY)
     _qck, dsr = _query(db_session, qry.replace(b"|7|P|", b"|8|P|"))
     assert [s.value(3) for s in dsr.segments if s.name == "DSP" and int(s.value(1)) >= 29] == [

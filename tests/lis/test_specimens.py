@@ -14,6 +14,8 @@ from lis.models import Specimen
 from lis.specimens import SpecimenError
 from tests.lis.conftest import TODAY
 
+pytestmark = pytest.mark.tubes_at_ward  # these tests take the tubes through reception themselves
+
 
 def test_a_lab_order_makes_one_tube_per_specimen_type(db_session, lab):
     tubes = db_session.scalars(select(Specimen).where(Specimen.order_id == lab["order_id"])

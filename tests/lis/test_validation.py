@@ -81,7 +81,7 @@ def test_the_whole_workflow_with_a_correction_after_release(db_session, lab):
     assert payload == {
         "encounter_id": lab["encounter_id"], "patient_id": lab["patient_id"], "order_id": lab["order_id"],
         "report_id": report.id, "specimen_barcode": lab["serum"], "released_at": report.released_at.isoformat(),
-        "released_by": "Bs.Lab",
+        "released_by": "Bs.Lab", "released_by_id": lab["doctor"].id,
         "results": [{"code": "GLU", "name": "Glucose", "value": "27.5", "unit": "mmol/L", "flag": "HH",
                      "reference_range": "3.9-6.4", "status": "F"},
                     {"code": "NA", "name": "Natri", "value": "140", "unit": "mmol/L", "flag": None,
@@ -133,6 +133,7 @@ def test_a_delta_check_flags_a_big_change_from_the_last_released_result(db_sessi
                                on=date(2026, 12, 2))
     tube = specimens.of_encounter(db_session, lab["encounter_id"])[-1]
     assert tube.order_id == later.id
+    specimens.receive(db_session, lab["doctor"], tube.barcode)
     inbox.process(db_session, glucose_oru(tube.barcode, "D2", "9.0"), today=TODAY)
     inbox.process(db_session, glucose_oru(lab["serum"], "D3", "5.1", status="C"), today=TODAY)
     new = db_session.scalar(select(Result).where(Result.specimen_id == tube.id))

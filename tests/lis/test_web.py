@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from sqlalchemy import func, select
 
 from core.models import AuditEvent, Job
@@ -32,6 +33,7 @@ def _specimen(db_session, barcode) -> Specimen:
     return db_session.scalar(select(Specimen).where(Specimen.barcode == barcode))
 
 
+@pytest.mark.tubes_at_ward
 def test_reception_by_scan_then_validation_then_the_encounter_page(app, db_session, lab, make_user):
     tech = _client(app, make_user, "ktv.xn", "lab_technician")
     physician = _client(app, make_user, "bs.xn", "lab_physician")
@@ -133,6 +135,7 @@ def test_labels_print_as_html_and_pdf(app, lab, make_user, db_session):
     assert app.test_client().get(f"/lis/specimens/{specimen.id}/label").status_code == 302  # login first
 
 
+@pytest.mark.tubes_at_ward
 def test_rejection_needs_a_reason_and_reception_queues_the_order_download(app, lab, make_user, db_session):
     tech = _client(app, make_user, "ktv.tuchoi", "lab_technician")
     analyser = db_session.get(Analyser, lab["analysers"]["BC5380"])
