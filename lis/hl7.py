@@ -274,17 +274,8 @@ def _obx(seg: Segment, index: int) -> Observation:
     else:
         value = raw.split(comp, 1)[0]
     location = f"OBX^{index}"
-    if value_type == "NM":
-        value = value.strip()
-        if value and not NUMBER.fullmatch(value):
-            raise Hl7Error("AE", "102", f"OBX-5 value {value[:20]!r} is not a number (NM)", f"{location}^5")
-    try:
-        observed = parse_time(f[14].split(comp, 1)[0])
-    except ValueError:
-        raise Hl7Error("AE", "102", "OBX-14 is not a date/time", f"{location}^14") from None
+    value, observed = _checked(value_type, value, f[14].split(comp, 1)[0], ident[0], location)
     code = ident[0]
-    if not code:
-        raise Hl7Error("AE", "101", "OBX-3 observation identifier is missing", f"{location}^3")
     n = len(ident)
     text = ident[1] if n > 1 else ""
     alt = tuple(c for c in (ident[3] if n > 3 else "", text) if c)
@@ -292,6 +283,21 @@ def _obx(seg: Segment, index: int) -> Observation:
     return Observation(index, code, alt, text or f[4].split(comp, 1)[0], value_type or "ST", value,
                        f[6].split(comp, 1)[0], f[7], flags, (f[11].split(comp, 1)[0] or "F").upper(), observed,
                        [], location)
+
+
+def _checked(value_type: str, value: str, time_text: str, code: str, location: str) -> tuple[str, datetime | None]:
+    """The checks both OBX readings share: an NM value is a number, OBX-14 a time, OBX-3 present."""
+    if value_type == "NM":
+        value = value.strip()
+        if value and not NUMBER.fullmatch(value):
+            raise Hl7Error("AE", "102", f"OBX-5 value {value[:20]!r} is not a number (NM)", f"{location}^5")
+    try:
+        observed = parse_time(time_text)
+    except ValueError:
+        raise Hl7Error("AE", "102", "OBX-14 is not a date/time", f"{location}^14") from None
+    if not code:
+        raise Hl7Error("AE", "101", "OBX-3 observation identifier is missing", f"{location}^3")
+    return value, observed
 
 
 def _flags(raw: str, d: Delimiters) -> list[str]:
@@ -328,17 +334,8 @@ def _obx_escaped(seg: Segment, f: list[str], index: int) -> Observation:
     else:
         value = first(f[5])
     location = f"OBX^{index}"
-    if value_type == "NM":
-        value = value.strip()
-        if value and not NUMBER.fullmatch(value):
-            raise Hl7Error("AE", "102", f"OBX-5 value {value[:20]!r} is not a number (NM)", f"{location}^5")
-    try:
-        observed = parse_time(first(f[14]))
-    except ValueError:
-        raise Hl7Error("AE", "102", "OBX-14 is not a date/time", f"{location}^14") from None
+    value, observed = _checked(value_type, value, first(f[14]), ident[0], location)
     code = ident[0]
-    if not code:
-        raise Hl7Error("AE", "101", "OBX-3 observation identifier is missing", f"{location}^3")
     # the alternate identifier, then the text (some analysers put their own code there: 6690-2^WBC^LN)
     alt = tuple(c for c in (ident[3] if len(ident) > 3 else "", ident[1] if len(ident) > 1 else "") if c)
     flags = [flag for flag in (unescape(r, d).split(comp, 1)[0] for r in f[8].split(rep)) if flag] if f[8] else []
