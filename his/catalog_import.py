@@ -145,7 +145,9 @@ ANNEX_COLUMNS = {"chapter": 2, "block": 5, "code": 18, "code_nodot": 19, "name_e
 
 # --- reading cells ------------------------------------------------------------------------------
 
-class _Bad(Exception):
+class CellValueError(Exception):
+    """A cell that cannot be read; `problem` says why, in the user's language."""
+
     def __init__(self, problem):
         self.problem = problem
 
@@ -155,7 +157,8 @@ _FALSE = {"", "khong", "0", "false", "no"}
 _VN_THOUSANDS = re.compile(r"^\d{1,3}(\.\d{3})+(,\d+)?$")
 
 
-def _text(value) -> str:
+def cell_text(value) -> str:
+    """A cell as text: spaces collapsed, a whole number typed in Excel (1001.0) as "1001"."""
     if value is None:
         return ""
     if isinstance(value, float) and value.is_integer():
@@ -166,11 +169,11 @@ def _text(value) -> str:
 def parse_price(value) -> Decimal | None:
     """150000, 150000.5, '150.000', '150.000,50', '150000 ₫' → Decimal; '' → None."""
     if isinstance(value, bool):
-        raise _Bad(_l("invalid price «%(value)s»", value=value))
+        raise CellValueError(_l("invalid price «%(value)s»", value=value))
     if isinstance(value, int | float | Decimal):
         number = Decimal(str(value))
     else:
-        text = _text(value).replace("₫", "").replace("đ", "").replace("VND", "").replace(" ", "")
+        text = cell_text(value).replace("₫", "").replace("đ", "").replace("VND", "").replace(" ", "")
         if not text:
             return None
         if _VN_THOUSANDS.match(text):
@@ -180,11 +183,11 @@ def parse_price(value) -> Decimal | None:
         try:
             number = Decimal(text)
         except InvalidOperation:
-            raise _Bad(_l("invalid price «%(value)s»", value=_text(value))) from None
+            raise CellValueError(_l("invalid price «%(value)s»", value=cell_text(value))) from None
     if not number.is_finite():
-        raise _Bad(_l("invalid price «%(value)s»", value=_text(value)))
+        raise CellValueError(_l("invalid price «%(value)s»", value=cell_text(value)))
     if number < 0:
-        raise _Bad(_l("a price cannot be negative"))
+        raise CellValueError(_l("a price cannot be negative"))
     return number.quantize(PRICE_QUANTUM)
 
 
@@ -193,24 +196,24 @@ def parse_date(value) -> date | None:
         return value.date()
     if isinstance(value, date):
         return value
-    text = _text(value)
+    text = cell_text(value)
     if not text:
         return None
     try:
         return datetime.strptime(text, "%d/%m/%Y").date()
     except ValueError:
-        raise _Bad(_l("invalid date «%(value)s» (write dd/mm/yyyy)", value=text)) from None
+        raise CellValueError(_l("invalid date «%(value)s» (write dd/mm/yyyy)", value=text)) from None
 
 
 def parse_flag(value) -> bool:
     if isinstance(value, bool):
         return value
-    text = fold(_text(value))
+    text = fold(cell_text(value))
     if text in _TRUE:
         return True
     if text in _FALSE:
         return False
-    raise _Bad(_l("invalid value «%(value)s» (leave empty or write «x»)", value=_text(value)))
+    raise CellValueError(_l("invalid value «%(value)s» (leave empty or write «x»)", value=cell_text(value)))
 
 
 def _cell(column: Column, value):
@@ -221,11 +224,11 @@ def _cell(column: Column, value):
     elif column.kind == "flag":
         return parse_flag(value)
     else:
-        result = _text(value) or None
+        result = cell_text(value) or None
         if result and column.max_length and len(result) > column.max_length:
-            raise _Bad(_l("longer than %(max)d characters", max=column.max_length))
+            raise CellValueError(_l("longer than %(max)d characters", max=column.max_length))
     if result is None and column.required:
-        raise _Bad(_l("missing price") if column.kind == "price" else _l("required value missing"))
+        raise CellValueError(_l("missing price") if column.kind == "price" else _l("required value missing"))
     return result
 
 
@@ -281,7 +284,7 @@ def import_items(session: Session, actor: Actor, kind: str, path, *, sheet: str 
         for number, values in rows:
             if progress:
                 progress(1)
-            if all(_text(v) == "" for v in values):
+            if all(cell_text(v) == "" for v in values):
                 continue
             report.rows += 1
             data, error = _read_row(number, values, layout, positions)
@@ -311,7 +314,7 @@ def _find_header(rows, layout, progress) -> tuple[int, dict[str, int]]:
     for number, values in rows:
         if progress:
             progress(1)
-        found = {wanted[fold(_text(v))].field: i for i, v in enumerate(values) if fold(_text(v)) in wanted}
+        found = {wanted[fold(cell_text(v))].field: i for i, v in enumerate(values) if fold(cell_text(v)) in wanted}
         if layout[0].field in found:
             missing = [c.header for c in layout if c.required and c.field not in found]
             if missing:
@@ -331,7 +334,7 @@ def _read_row(number: int, values: tuple, layout, positions) -> tuple[dict, RowE
         value = values[index] if index is not None and index < len(values) else None
         try:
             data[column.field] = _cell(column, value)
-        except _Bad as bad:
+        except CellValueError as bad:
             return data, RowError(number, column.header, bad.problem)
     if "registration_number" in data and data["registration_number"]:
         data["registration_number"] = data["registration_number"].replace(" ", "")  # written without spaces
@@ -393,13 +396,13 @@ def _save_icd(session: Session, fields: dict, existing: dict, report: ImportRepo
 
 def _flag(values: tuple, position: int) -> bool:
     value = values[position - 1] if position <= len(values) else None
-    return fold(_text(value)) not in _FALSE
+    return fold(cell_text(value)) not in _FALSE
 
 
 def _annex_reader(values: tuple) -> Callable[[str], str]:
     def cell(name: str) -> str:
         index = ANNEX_COLUMNS[name] - 1
-        return _text(values[index]) if index < len(values) else ""
+        return cell_text(values[index]) if index < len(values) else ""
 
     return cell
 

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from core import audit
 from core.audit import Actor
+from his.catalog_import import cell_text
 from lis.models import VALUE_TYPES, Analyser, AnalyserCode, LabTest, PanelMember, ReferenceRange, Result, SpecimenTest
 
 SEXES = ("male", "female")
@@ -94,14 +95,6 @@ class CatalogueError(ValueError):
 
 # --- reading single values ----------------------------------------------------------------------
 
-def text_of(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)  # a code typed as a number in Excel: 101.0 is "101"
-    return " ".join(str(value).split())
-
-
 def parse_number(value) -> Decimal | None:
     """'3.5', '3,5' (Vietnamese decimal comma), an Excel number → Decimal; '' → None."""
     if isinstance(value, bool):
@@ -109,7 +102,7 @@ def parse_number(value) -> Decimal | None:
     if isinstance(value, int | float | Decimal):
         number = Decimal(str(value))
     else:
-        raw = text_of(value).replace(" ", "")
+        raw = cell_text(value).replace(" ", "")
         if not raw:
             return None
         if raw.count(",") == 1 and "." not in raw:
@@ -117,9 +110,9 @@ def parse_number(value) -> Decimal | None:
         try:
             number = Decimal(raw)
         except InvalidOperation:
-            raise Invalid(_l("«%(value)s» is not a number (write e.g. 3.5)", value=text_of(value))) from None
+            raise Invalid(_l("«%(value)s» is not a number (write e.g. 3.5)", value=cell_text(value))) from None
     if not number.is_finite() or abs(number) >= MAX_NUMBER:
-        raise Invalid(_l("«%(value)s» is not a number (write e.g. 3.5)", value=text_of(value)))
+        raise Invalid(_l("«%(value)s» is not a number (write e.g. 3.5)", value=cell_text(value)))
     if number != number.quantize(Decimal("0.000001")):
         raise Invalid(_l("at most 6 decimals"))
     return number
@@ -135,14 +128,14 @@ def _months(value) -> int | None:
 
 
 def _optional(value, limit: int) -> str | None:
-    text = text_of(value)
+    text = cell_text(value)
     if len(text) > limit:
         raise Invalid(_l("longer than %(max)d characters", max=limit))
     return text or None
 
 
 def _code(value) -> str:
-    code = text_of(value).upper()
+    code = cell_text(value).upper()
     if not code:
         raise Invalid(_l("required value missing"))
     if len(code) > 30 or not CODE.match(code):
@@ -166,14 +159,14 @@ def _read(readers: dict, raw: Mapping, part: str, index: int | None) -> tuple[di
 
 
 def _value_type(value) -> str:
-    kind = text_of(value).upper() or "NM"
+    kind = cell_text(value).upper() or "NM"
     if kind not in VALUE_TYPES:
         raise Invalid(_l("one of %(choices)s", choices=", ".join(VALUE_TYPES)))
     return kind
 
 
 def _specimen_type(value) -> str:
-    kind = text_of(value).upper() or "SER"
+    kind = cell_text(value).upper() or "SER"
     if len(kind) > 10 or not CODE.match(kind):
         raise Invalid(_l("a specimen type code such as %(choices)s", choices=", ".join(SPECIMEN_TYPES)))
     return kind
@@ -213,7 +206,7 @@ def read_test(raw: Mapping, *, active: bool, is_panel: bool) -> tuple[TestFields
 
 
 def _sex(value) -> str | None:
-    text = text_of(value).lower()
+    text = cell_text(value).lower()
     sex = {"": None, "nam": "male", "nữ": "female", "nu": "female"}.get(text, text)
     if sex is not None and sex not in SEXES:
         raise Invalid(_l("male, female or empty for both"))
@@ -226,7 +219,7 @@ RANGE_READERS = {"sex": _sex, "age_from_months": _months, "age_to_months": _mont
 
 
 def is_blank(raw: Mapping) -> bool:
-    return all(not text_of(raw.get(name)) for name in RANGE_READERS)
+    return all(not cell_text(raw.get(name)) for name in RANGE_READERS)
 
 
 def read_range(raw: Mapping, index: int) -> tuple[RangeFields | None, list[Problem]]:

@@ -21,9 +21,10 @@ from sqlalchemy.orm import Session
 
 from core import audit
 from core.audit import Actor
+from his.catalog_import import CellValueError, cell_text, parse_flag
 from his.text import fold
 from lis import catalog_edit
-from lis.catalog_edit import Draft, Invalid, Problem, text_of
+from lis.catalog_edit import Draft, Problem
 from lis.models import Analyser, AnalyserCode, LabTest, PanelMember
 
 MAX_ROWS = 20_000  # per sheet
@@ -48,8 +49,6 @@ RANGES = Sheet("Khoảng tham chiếu", (("test", "Mã xét nghiệm"), ("sex", 
 CODES = Sheet("Mã máy", (("analyser", "Máy xét nghiệm"), ("code", "Mã trên máy"), ("test", "Mã xét nghiệm")))
 SHEETS = (TESTS, MEMBERS, RANGES, CODES)
 SEX_LABELS = {"male": "Nam", "female": "Nữ", None: ""}
-YES = {"x", "co", "1", "true"}
-NO = {"", "khong", "0", "false"}
 
 
 class ImportFileError(ValueError):
@@ -162,7 +161,7 @@ def _read_sheet(workbook, sheet: Sheet) -> _Rows:
     values = ws.iter_rows(values_only=True)
     header = next(values, ())
     wanted = {fold(h): f for f, h in sheet.columns}
-    positions = {wanted[fold(text_of(v))]: i for i, v in enumerate(header) if fold(text_of(v)) in wanted}
+    positions = {wanted[fold(cell_text(v))]: i for i, v in enumerate(header) if fold(cell_text(v)) in wanted}
     for f, h in sheet.columns:
         if f not in positions:
             raise ImportFileError(_l("Sheet «%(sheet)s», row 1: the column «%(column)s» is missing.",
@@ -170,24 +169,13 @@ def _read_sheet(workbook, sheet: Sheet) -> _Rows:
     rows = []
     for number, row in enumerate(values, start=2):
         cells = {f: row[i] if i < len(row) else None for f, i in positions.items()}
-        if all(text_of(v) == "" for v in cells.values()):
+        if all(cell_text(v) == "" for v in cells.values()):
             continue
         if len(rows) >= MAX_ROWS:
             raise ImportFileError(_l("Sheet «%(sheet)s» has more than %(max)d rows.", sheet=sheet.title,
                                      max=MAX_ROWS))
         rows.append((number, cells))
     return _Rows(sheet, rows, {f: get_column_letter(i + 1) for f, i in positions.items()})
-
-
-def _flag(value) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = fold(text_of(value))
-    if text in YES:
-        return True
-    if text in NO:
-        return False
-    raise Invalid(_l("«%(value)s»: write «x» or leave empty", value=text_of(value)))
 
 
 def read(data: bytes) -> dict[Sheet, _Rows]:
@@ -251,14 +239,14 @@ def _drafts(session: Session, sheets: dict[Sheet, _Rows], report: ImportReport):
         flags = {}
         for name in ("active", "is_panel"):
             try:
-                flags[name] = _flag(cells[name])
-            except Invalid as exc:
+                flags[name] = parse_flag(cells[name])
+            except CellValueError as exc:
                 report.errors.append(tests.error(number, name, exc.problem))
         fields, problems = catalog_edit.read_test(cells, active=flags.get("active", True),
                                                   is_panel=flags.get("is_panel", False))
         report.errors += [tests.error(number, p.field, p.message) for p in problems]
         if fields is None or len(flags) < 2:
-            unread.add(text_of(cells["code"]).upper())
+            unread.add(cell_text(cells["code"]).upper())
             continue
         if fields.code in drafts:
             report.errors.append(tests.error(number, "code", _l("the code %(code)s repeats row %(row)d",
@@ -268,7 +256,7 @@ def _drafts(session: Session, sheets: dict[Sheet, _Rows], report: ImportReport):
         places[fields.code] = _Places(number)
 
     def owner(rows: _Rows, number: int, cells: dict, key: str):
-        code = text_of(cells[key]).upper()
+        code = cell_text(cells[key]).upper()
         if code in drafts:
             return drafts[code], places[code]
         if code in unread:
@@ -281,7 +269,7 @@ def _drafts(session: Session, sheets: dict[Sheet, _Rows], report: ImportReport):
     members = sheets[MEMBERS]
     for number, cells in members.rows:
         draft, place = owner(members, number, cells, "panel")
-        code = text_of(cells["test"]).upper()
+        code = cell_text(cells["test"]).upper()
         if not code:
             report.errors.append(members.error(number, "test", _l("required value missing")))
         elif draft is not None:
@@ -300,8 +288,8 @@ def _drafts(session: Session, sheets: dict[Sheet, _Rows], report: ImportReport):
     codes = sheets[CODES]
     for number, cells in codes.rows:
         draft, place = owner(codes, number, cells, "test")
-        analyser = text_of(cells["analyser"]).upper()
-        code = text_of(cells["code"])
+        analyser = cell_text(cells["analyser"]).upper()
+        code = cell_text(cells["code"])
         if analyser not in analysers:
             report.errors.append(codes.error(number, "analyser", _l("no analyser has the code %(code)s",
                                                                     code=analyser or "—")))

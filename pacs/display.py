@@ -7,6 +7,8 @@ from datetime import datetime
 
 from flask_babel import lazy_gettext as _l
 
+from core.i18n import format_date
+
 # The labels of render.PRESETS (the names stay the values the preview URL takes).
 PRESET_LABELS = {"brain": _l("Brain"), "subdural": _l("Subdural"), "stroke": _l("Stroke"), "lung": _l("Lung"),
                  "mediastinum": _l("Mediastinum"), "abdomen": _l("Abdomen"), "liver": _l("Liver"),
@@ -17,7 +19,7 @@ def dicom_date(value: str | None) -> str:
     """'20261202' → '02/12/2026'."""
     text = (value or "").strip()
     try:
-        return datetime.strptime(text, "%Y%m%d").strftime("%d/%m/%Y")
+        return format_date(datetime.strptime(text, "%Y%m%d").date())
     except ValueError:
         return text
 

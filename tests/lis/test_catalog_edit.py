@@ -320,7 +320,7 @@ def test_a_workbook_with_errors_changes_nothing_and_names_each_cell(app, db_sess
     glu_row = glu[0].row
     for message in (
             "Trang «Xét nghiệm», dòng 4, cột E «Kiểu kết quả»: một trong các giá trị NM, ST, TX, CE, SN",
-            f"Trang «Xét nghiệm», dòng {count}, cột K «Đang dùng»: «dùng»: ghi «x» hoặc để trống",
+            f"Trang «Xét nghiệm», dòng {count}, cột K «Đang dùng»: giá trị «dùng» không hợp lệ (để trống hoặc ghi «x»)",
             "Trang «Khoảng tham chiếu», dòng 2, cột E «Thấp»: «cao» không phải là số (ví dụ viết 3.5)",
             f"Trang «Khoảng tham chiếu», dòng {glu_row}, cột F «Cao»: giới hạn cao nhỏ hơn giới hạn thấp",
             f"Trang «Khoảng tham chiếu», dòng {ranges.max_row}, cột A «Mã xét nghiệm»: xét nghiệm NOSUCH không có "
