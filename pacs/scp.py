@@ -9,8 +9,6 @@ ErrorComment, and the node goes on serving other associations.
 from __future__ import annotations
 
 import logging
-import socket
-import socketserver
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +29,7 @@ from pynetdicom.sop_class import (
     StudyRootQueryRetrieveInformationModelMove,
     Verification,
 )
-from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
+from pynetdicom.transport import ThreadedAssociationServer
 from sqlalchemy import select
 
 from core import audit
@@ -39,6 +37,7 @@ from core.audit import Actor
 from pacs import part10, query, store, worklist
 from pacs.charset import assume_utf8
 from pacs.models import Instance, RemoteAE
+from pacs.transport import Handler, Server, quiet_protocol_logging
 
 log = logging.getLogger("vnhis.pacs")
 PENDING, CANCEL, SUCCESS = 0xFF00, 0xFE00, 0x0000
@@ -50,55 +49,6 @@ QR_FIND = (PatientRootQueryRetrieveInformationModelFind, StudyRootQueryRetrieveI
 QR_MOVE = (PatientRootQueryRetrieveInformationModelMove, StudyRootQueryRetrieveInformationModelMove)
 QR_GET = (PatientRootQueryRetrieveInformationModelGet, StudyRootQueryRetrieveInformationModelGet)
 UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
-
-
-class _BulkSocket(AssociationSocket):
-    """Reads a PDU with a few large recv_into calls instead of pynetdicom's 4 KiB recv loop, which capped
-    a large C-STORE near 300 MB/s. The buffer grows only as bytes arrive, so a peer that announces a
-    huge PDU length and sends nothing makes us allocate nothing."""
-
-    CHUNK = 1 << 20
-
-    def recv(self, nr_bytes: int) -> bytearray:
-        buffer = bytearray()
-        while len(buffer) < nr_bytes:
-            start = len(buffer)
-            want = min(nr_bytes - start, self.CHUNK)
-            buffer.extend(bytes(want))
-            with memoryview(buffer) as view:
-                got = self.socket.recv_into(view[start:], want)
-            del buffer[start + got:]
-            if not got:  # the connection broke: what was read, as pynetdicom does
-                break
-        return buffer
-
-
-class _Handler(RequestHandler):
-    def _create_association(self):
-        assoc = super()._create_association()
-        assoc.dul.socket.__class__ = _BulkSocket  # pynetdicom has no setting for the socket class
-        return assoc
-
-
-class _Server(ThreadedAssociationServer):
-    """Binds with SO_REUSEPORT, so several node processes can accept on one port, and turns Nagle's
-    algorithm off on each connection (with it, every small response waits for a delayed ACK: ~20 msg/s)."""
-
-    def server_bind(self) -> None:
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        super().server_bind()
-
-    def get_request(self):
-        sock, address = super().get_request()
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return sock, address
-
-    def shutdown(self) -> None:
-        # Made with AE.make_server, so it is not in the AE's list of servers pynetdicom's shutdown edits.
-        socketserver.TCPServer.shutdown(self)
-        self.server_close()
-        if on_shutdown := getattr(self, "on_shutdown", None):
-            on_shutdown()
 
 
 def _status(code: int, comment: str | None = None) -> Dataset:
@@ -157,6 +107,7 @@ class Node:
     # --- setting up ----------------------------------------------------------------------------
 
     def build_ae(self) -> AE:
+        quiet_protocol_logging()
         ae = AE(ae_title=self.ae_title)
         ae.maximum_pdu_size = 0  # no limit: fewer PDUs for large images
         ae.maximum_associations = MAX_ASSOCIATIONS
@@ -180,8 +131,8 @@ class Node:
         self._ae = ae
         self._refresh_callers(None)
         self.indexer = store.Indexer(self.session_factory)
-        server = ae.make_server((host, port), evt_handlers=self.handlers(), server_class=_Server,
-                                request_handler=_Handler)
+        server = ae.make_server((host, port), evt_handlers=self.handlers(), server_class=Server,
+                                request_handler=Handler)
         server.on_shutdown = self.indexer.stop
         return server
 

@@ -15,7 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from pynetdicom import evt  # noqa: E402
 
 from pacs import part10  # noqa: E402
-from pacs.scp import Node, _Handler, _Server  # noqa: E402
+from pacs.scp import Node  # noqa: E402
+from pacs.transport import Handler, Server  # noqa: E402
 
 
 def receive_only(event) -> int:
@@ -28,7 +29,7 @@ def receive_only(event) -> int:
 def main() -> None:
     ae = Node(session_factory=None, storage_root=Path("unused"), ae_title="VNHIS").build_ae()
     server = ae.make_server(("127.0.0.1", int(sys.argv[1])), evt_handlers=[(evt.EVT_C_STORE, receive_only)],
-                            server_class=_Server, request_handler=_Handler)
+                            server_class=Server, request_handler=Handler)
     server.serve_forever()
 
 

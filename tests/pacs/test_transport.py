@@ -1,17 +1,26 @@
-"""The node's own transport pieces: the Part 10 header written by hand, and the bulk PDU reader."""
+"""The node's own transport pieces: the Part 10 header and the C-STORE response written by hand, the bulk PDU
+reader, and the event-driven association threads."""
 
 from __future__ import annotations
 
 import io
+import os
 import socket
 import struct
+import threading
+import time
 
 import pydicom
 import pytest
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
-from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
+from pynetdicom import AE, PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
+from pynetdicom.dimse_messages import C_STORE_RSP
+from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.dsutils import encode
+from pynetdicom.sop_class import Verification
 
 from pacs import part10
+from pacs.transport import store_response
 from tests.pacs.conftest import sample_file
 from tests.pacs.test_store_errors import _still_serving
 
@@ -52,3 +61,37 @@ def test_a_peer_announcing_a_huge_pdu_and_vanishing_changes_nothing(node):
     with socket.create_connection(("127.0.0.1", node.port)) as sock:
         sock.sendall(struct.pack(">BBL", 0x01, 0, 0xFFFFFFF0) + b"\x00" * 10)
     _still_serving(node)
+
+
+@pytest.mark.parametrize(("instance", "status", "comment"), [
+    ("1.2.3.4", 0x0000, None), ("1.2.3.45", 0xA900, "missing StudyInstanceUID"), (generate_uid(), 0xC000, "odd")])
+def test_the_store_response_is_encoded_as_pynetdicom_encodes_it(instance, status, comment):
+    primitive = C_STORE()
+    primitive.MessageIDBeingRespondedTo, primitive.Status, primitive.ErrorComment = 7, status, comment
+    primitive.AffectedSOPClassUID, primitive.AffectedSOPInstanceUID = CTImageStorage, instance
+    message = C_STORE_RSP()
+    message.primitive_to_message(primitive)
+    assert store_response(primitive) == encode(message.command_set, True, True)
+
+
+def _node_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if type(t).__name__ in ("_WakingDUL", "Association")]
+
+
+def test_associations_end_at_once_and_leave_no_thread_or_socket(node):
+    # The DUL and association threads block on events instead of polling: a release or an abort from
+    # the peer must still end both threads promptly and close the wake-up sockets.
+    ae = AE(ae_title="MODALITY")
+    ae.add_requested_context(Verification)
+    baseline_fds, baseline_threads = len(os.listdir("/proc/self/fd")), len(_node_threads())
+    started = time.monotonic()
+    for index in range(20):
+        assoc = ae.associate("127.0.0.1", node.port, ae_title="VNHIS")
+        assert assoc.is_established and assoc.send_c_echo().Status == 0x0000
+        assoc.abort() if index % 2 else assoc.release()
+    deadline = time.monotonic() + 5
+    while len(_node_threads()) > baseline_threads and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(_node_threads()) == baseline_threads
+    assert len(os.listdir("/proc/self/fd")) <= baseline_fds
+    assert time.monotonic() - started < 10  # a polling wait missed would cost seconds per association
