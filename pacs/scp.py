@@ -133,7 +133,6 @@ class Node:
         self.indexer = store.Indexer(self.session_factory)
         server = ae.make_server((host, port), evt_handlers=self.handlers(), server_class=Server,
                                 request_handler=Handler)
-        server.on_shutdown = self.indexer.stop
         return server
 
     def _refresh_callers(self, _event) -> None:

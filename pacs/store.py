@@ -1,9 +1,10 @@
 """Storing received instances: the bytes as they arrived, durably, then their index rows.
 
-`receive` checks the bytes while they are written to a temporary file and fsynced, then links the file
+`receive` checks the bytes while a writer thread writes them to a temporary file, fsyncs it and links it
 into its folder. `index` adds the index rows and audit events of a batch of received instances with a
 few statements whatever the batch's size (none to look up studies and series already known), and
-flushes; the caller fsyncs the folders, commits, and only then answers success. `Indexer` is that caller
+flushes, while those files are still being written; the caller then `settle`s (waits until the files
+are durable), commits, and only then answers success. `Indexer` is that caller
 for the DICOM node: group commit of the instances all associations of one process received meanwhile,
 one transaction (one WAL flush) per batch, each handler answered with its own instance's outcome.
 `store_instance` does all of it for one instance inside the caller's transaction (STOW-RS, tests).
@@ -26,8 +27,8 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,19 +80,34 @@ class Stored:
             self.file.unlink(missing_ok=True)
 
 
-@dataclass
+@dataclass(eq=False)
 class Received:
-    """One checked instance whose file is durable under its name (its folder not yet fsynced), not indexed."""
+    """One checked instance, not indexed, whose file a writer thread is making durable under `planned`.
+
+    `settle` waits for that file: written, fsynced, linked into its folder and the folder fsynced; it sets
+    `file` (which differs from `planned`, and the instance's path with it, if other bytes were already
+    there) and `created` (this store made the file, else the same bytes were already there).
+    """
 
     study: dict  # pacs_studies columns, used if the study is new
     series: dict  # pacs_series columns but study_pk, used if the series is new
-    instance: dict  # pacs_instances columns but the pks
-    file: Path
-    created: bool  # this store created `file` (else the same bytes were already there)
+    instance: dict  # pacs_instances columns but the pks; its path is `planned`'s until settled
+    planned: Path
+    root: Path
+    writing: Future = field(repr=False)
+    file: Path | None = None
+    created: bool = False
 
     @property
     def sop_uid(self) -> str:
         return self.instance["sop_instance_uid"]
+
+    def settle(self) -> bool:
+        """Wait until the file is durable in its folder (StoreError if it cannot be); whether it is not at
+        `planned`. Can be called again."""
+        self.file, self.created = self.writing.result()
+        self.instance["path"] = str(self.file.relative_to(self.root))
+        return self.file != self.planned
 
 
 @dataclass(frozen=True)
@@ -154,15 +170,6 @@ def check_space(root: Path, min_free_bytes: int) -> None:
         raise StoreError(OUT_OF_RESOURCES, "storage full")
 
 
-def fsync_folders(folders: Iterable[Path]) -> None:
-    """Make the names linked into `folders` durable (an OSError becomes a StoreError)."""
-    try:
-        for folder in folders:
-            _fsync_dir(folder)
-    except OSError as exc:
-        raise _os_error(exc) from None
-
-
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -196,28 +203,38 @@ def write_temp(folder: Path, raw: bytes) -> Path:
     return tmp
 
 
-def place(tmp: Path, target: Path, digest: str, *, sync_folder: bool = True) -> tuple[Path, bool]:
-    """Link the fsynced `tmp` into place and fsync the folder: (its path, whether this call created it).
+def _ensure_folder(folder: Path) -> None:
+    """Create `folder` and its missing parents, each new name fsynced into its parent."""
+    if folder.is_dir():
+        return
+    _ensure_folder(folder.parent)
+    try:
+        folder.mkdir()
+    except FileExistsError:
+        return
+    _fsync_dir(folder.parent)
 
-    sync_folder=False leaves the folder's fsync to the caller (once per folder for a batch), which must
-    do it even when the file was already there (its link may not be durable yet).
+
+def place(tmp: Path, target: Path, digest: str) -> tuple[Path, bool]:
+    """Link the fsynced `tmp` into place and fsync the folder: (its path, whether this call created it).
 
     No file is ever replaced: a file already at `target` (left by a store that died before its commit,
     or being stored by another association right now) is kept; if its bytes differ, ours get a name of
-    their own, so removing ours after a failed commit can never remove another store's file.
+    their own, so removing ours after a failed commit can never remove another store's file. The folder
+    is fsynced in every case: a file found there may have been linked a moment ago, not durably yet.
     """
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        _ensure_folder(target.parent)
         for candidate in (target, target.with_name(f"{target.stem}-{digest[:12]}{target.suffix}")):
             try:
                 os.link(tmp, candidate)
+                created = True
             except FileExistsError:
-                if hashlib.sha256(candidate.read_bytes()).hexdigest() == digest:
-                    return candidate, False
-                continue
-            if sync_folder:
-                _fsync_dir(target.parent)
-            return candidate, True
+                if hashlib.sha256(candidate.read_bytes()).hexdigest() != digest:
+                    continue
+                created = False
+            _fsync_dir(target.parent)
+            return candidate, created
         raise StoreError(OUT_OF_RESOURCES, "cannot place file")
     except OSError as exc:
         raise _os_error(exc) from None
@@ -251,29 +268,45 @@ def _rows(ds: pydicom.Dataset, raw: bytes, calling_ae: str, now) -> tuple[dict, 
     return study, series, instance
 
 
+def _write_and_place(folder: Path, raw: bytes, target: Future) -> tuple[Path, bool]:
+    """A writer thread's part of `receive`: `raw` in a fsynced temporary file, then linked where the parsed
+    data set says (`target`: (path, sha256), or the parse's exception: the file is removed)."""
+    tmp = write_temp(folder, raw)
+    try:
+        planned, digest = target.result()
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return place(tmp, planned, digest)
+
+
 def receive(root: Path, raw: bytes, *, calling_ae: str = "", sop_class_uid: str | None = None,
             sop_instance_uid: str | None = None, min_free_bytes: int = 0) -> Received:
-    """Check the Part 10 bytes `raw` (file meta + data set) and put them, fsynced, in their place under `root`.
+    """Check the Part 10 bytes `raw` (file meta + data set) and have them put, fsynced, in their place under
+    `root` (see `Received.settle`).
 
-    The bytes are written and fsynced (in a writer thread: both release the GIL) while they are parsed and
-    hashed, into `INCOMING` under `root`, then linked into their folder (same file system).
+    A writer thread writes and fsyncs the bytes (both release the GIL) into `INCOMING` under `root` while
+    they are parsed and hashed here, then links them into their folder (same file system) once the parse
+    named it, while the caller goes on (the node sends the index rows meanwhile).
     """
     check_space(root, min_free_bytes)
-    writing = _WRITERS.submit(write_temp, root / INCOMING, raw)
+    target: Future = Future()
+    writing = _WRITERS.submit(_write_and_place, root / INCOMING, raw, target)
     now = utcnow()
     try:
         ds = parse(raw)
         check(ds, sop_class_uid, sop_instance_uid)
         study, series, instance = _rows(ds, raw, calling_ae, now)
-    except BaseException:
-        with contextlib.suppress(StoreError):
-            writing.result().unlink(missing_ok=True)
+    except BaseException as exc:
+        target.set_exception(exc)
+        with contextlib.suppress(BaseException):
+            writing.result()  # the temporary file is gone before the failure is answered
         raise
-    target = (root / f"{now:%Y/%m/%d}" / _hash(study["study_uid"]) / _hash(series["series_uid"])
-              / f"{_hash(instance['sop_instance_uid'])}.dcm")
-    final, created = place(writing.result(), target, instance["sha256"], sync_folder=False)
-    instance["path"] = str(final.relative_to(root))
-    return Received(study, series, instance, final, created)
+    planned = (root / f"{now:%Y/%m/%d}" / _hash(study["study_uid"]) / _hash(series["series_uid"])
+               / f"{_hash(instance['sop_instance_uid'])}.dcm")
+    target.set_result((planned, instance["sha256"]))
+    instance["path"] = str(planned.relative_to(root))
+    return Received(study, series, instance, planned, root, writing)
 
 
 def _insert_new(session: Session, model, rows: list[dict], unique: str) -> dict[str, int]:
@@ -427,6 +460,15 @@ def index(session: Session, batch: Sequence[tuple[Actor, Received]], known: Know
     return results, found
 
 
+def settle(session: Session, batch: Sequence[Received], results: Sequence[Indexed]) -> None:
+    """Wait until the files of the indexed `batch` are durable in their folders (StoreError if one cannot
+    be); a row whose file found other bytes at its planned name gets the file's own name."""
+    for item, result in zip(batch, results, strict=True):
+        if item.settle() and not result.duplicate:
+            session.execute(update(Instance).where(Instance.id == result.instance_pk)
+                            .values(path=item.instance["path"]))
+
+
 def discard_repeats(batch: Sequence[Received], results: Sequence[Indexed]) -> None:
     """Remove the files repeats created (another copy of their instance is indexed)."""
     kept = {item.file for item, result in zip(batch, results, strict=True) if not result.duplicate}
@@ -441,8 +483,8 @@ def store_instance(session: Session, actor: Actor, root: Path, raw: bytes, *, ca
     """Store the Part 10 bytes `raw` under `root` and index them (flushed) in the caller's transaction."""
     item = receive(root, raw, calling_ae=calling_ae, sop_class_uid=sop_class_uid, sop_instance_uid=sop_instance_uid,
                    min_free_bytes=min_free_bytes)
-    fsync_folders([item.file.parent])
     result = index(session, [(actor, item)])[0][0]
+    settle(session, [item], [result])
     discard_repeats([item], [result])
     created = item.created and not result.duplicate
     return Stored(session.get(Instance, result.instance_pk), result.duplicate, item.file if created else None)
@@ -496,7 +538,6 @@ class Indexer:
         self._cond = threading.Condition()
         self._pending: list[_Job] = []
         self._leading = False
-        self._folders = ThreadPoolExecutor(1, thread_name_prefix="vnhis-pacs-fsync")
 
     def submit(self, actor: Actor, item: Received) -> Outcome:
         """Index `item` with the next batch; returns once that batch committed (or failed)."""
@@ -527,9 +568,6 @@ class Indexer:
         with self._cond:
             return len(self._pending)
 
-    def stop(self) -> None:
-        self._folders.shutdown()
-
     def _process(self, batch: list[_Job]) -> None:
         try:
             try:
@@ -556,12 +594,9 @@ class Indexer:
 
     def _commit(self, batch: list[_Job]) -> None:
         with self.session_factory() as session:
-            # The folders' fsync runs while the rows are sent; both are done before the commit.
-            synced = self._folders.submit(fsync_folders, {job.item.file.parent for job in batch})
-            try:
-                results, found = index(session, [(job.actor, job.item) for job in batch], self._known)
-            finally:
-                synced.result()
+            # The rows are sent while the files are being written; they are durable before the commit.
+            results, found = index(session, [(job.actor, job.item) for job in batch], self._known)
+            settle(session, [job.item for job in batch], results)
             session.commit()
         self._known.learn(found)
         discard_repeats([job.item for job in batch], results)

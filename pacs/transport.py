@@ -200,5 +200,3 @@ class Server(ThreadedAssociationServer):
         # Made with AE.make_server, so it is not in the AE's list of servers pynetdicom's shutdown edits.
         socketserver.TCPServer.shutdown(self)
         self.server_close()
-        if on_shutdown := getattr(self, "on_shutdown", None):
-            on_shutdown()

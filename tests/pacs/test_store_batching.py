@@ -145,11 +145,7 @@ def test_repeats_inside_one_batch_keep_the_first_copy(held, pacs_sessions, tmp_p
             _raw(study_uid, series_uid, sop, description="corrected"), _raw(study_uid, series_uid, sop),
             _raw(study_uid, series_uid)]
     items = [store.receive(root, raw, calling_ae="TESTSCU") for raw in raws]
-    indexer = store.Indexer(held)
-    try:
-        outcomes = _submit_all(indexer, held, items)
-    finally:
-        indexer.stop()
+    outcomes = _submit_all(store.Indexer(held), held, items)
     assert held.inserted == [1, 2]  # the first alone, then one batch of the rest with the repeats folded
     assert outcomes == [store.Outcome(0x0000), store.Outcome(0x0000), store.Outcome(0x0000, duplicate=True),
                         store.Outcome(0x0000, duplicate=True), store.Outcome(0x0000)]
@@ -195,11 +191,7 @@ def test_a_failed_batch_commit_answers_failure_for_every_instance(held, refuse, 
     study_uid = generate_uid()
     items = [store.receive(root, _raw(study_uid, generate_uid()), calling_ae="TESTSCU") for _ in range(4)]
     refuse("*")
-    indexer = store.Indexer(held)
-    try:
-        outcomes = _submit_all(indexer, held, items)
-    finally:
-        indexer.stop()
+    outcomes = _submit_all(store.Indexer(held), held, items)
     assert held.inserted == [1, 3, 1, 1, 1]  # the batch of three failed at COMMIT, then each was tried alone
     assert outcomes == [store.Outcome(0xA700, "index database unavailable")] * 4
     with pacs_sessions() as session:
@@ -213,11 +205,7 @@ def test_one_instance_the_database_refuses_fails_alone(held, refuse, pacs_sessio
     study_uid = generate_uid()
     items = [store.receive(root, _raw(study_uid, generate_uid()), calling_ae="TESTSCU") for _ in range(4)]
     refuse(items[2].sop_uid)
-    indexer = store.Indexer(held)
-    try:
-        outcomes = _submit_all(indexer, held, items)
-    finally:
-        indexer.stop()
+    outcomes = _submit_all(store.Indexer(held), held, items)
     assert held.inserted == [1, 3, 1, 1, 1]
     assert outcomes == [store.Outcome(0x0000), store.Outcome(0x0000),
                         store.Outcome(0xA700, "index database unavailable"), store.Outcome(0x0000)]
