@@ -9,6 +9,7 @@ ErrorComment, and the node goes on serving other associations.
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -250,14 +251,19 @@ class Node:
             yield 1
             yield found.Status, None
             return
-        contexts = _contexts_for(found)
-        yield dest.host, dest.port, {"contexts": contexts}
+        accepted: set = set()  # what the destination took, learnt once pynetdicom's sub-association is up
+
+        def _learn(sub_event) -> None:
+            accepted.update(_pairs(sub_event.assoc.accepted_contexts))
+
+        yield dest.host, dest.port, {"contexts": _contexts_for(found),
+                                     "evt_handlers": [(evt.EVT_CONN_OPEN, _no_delay), (evt.EVT_ACCEPTED, _learn)]}
         yield len(found)
         for instance in found:
             if event.is_cancelled:
                 yield CANCEL, None
                 return
-            yield PENDING, pydicom.dcmread(self.file(instance))
+            yield PENDING, self._for_peer(instance, accepted)
 
     def handle_get(self, event) -> Iterator:
         found = self._retrieve_set(event, "pacs.retrieve.get")
@@ -266,19 +272,23 @@ class Node:
             yield found.Status, None
             return
         yield len(found)
-        accepted = {(cx.abstract_syntax, cx.transfer_syntax[0]) for cx in event.assoc.accepted_contexts}
+        accepted = _pairs(event.assoc.accepted_contexts)
         for instance in found:
             if event.is_cancelled:
                 yield CANCEL, None
                 return
-            ds = pydicom.dcmread(self.file(instance))
-            ts = UID(instance.transfer_syntax)
-            if (instance.sop_class_uid, ts) not in accepted and ts.is_compressed:
-                try:  # the caller cannot take the stored syntax: send it decompressed
-                    ds.decompress(generate_instance_uid=False)  # the same image, only its encoding differs
-                except (NotImplementedError, RuntimeError, ValueError):
-                    log.warning("C-GET: cannot decompress %s from %s", instance.sop_instance_uid, ts.name)
-            yield PENDING, ds
+            yield PENDING, self._for_peer(instance, accepted)
+
+    def _for_peer(self, instance: Instance, accepted: set) -> Dataset:
+        """The stored instance, decompressed if the peer did not accept its stored transfer syntax."""
+        ds = pydicom.dcmread(self.file(instance))
+        ts = UID(instance.transfer_syntax)
+        if (instance.sop_class_uid, ts) not in accepted and ts.is_compressed:
+            try:
+                ds.decompress(generate_instance_uid=False)  # the same image, only its encoding differs
+            except (NotImplementedError, RuntimeError, ValueError):  # sent as stored: that sub-operation fails
+                log.warning("cannot decompress %s from %s for the peer", instance.sop_instance_uid, ts.name)
+        return ds
 
     # --- MPPS ----------------------------------------------------------------------------------
 
@@ -314,6 +324,15 @@ class Node:
                 log.exception("MPPS N-SET failed")
                 return _status(0x0110, "processing failure"), None
         return SUCCESS, event.modification_list
+
+
+def _no_delay(event) -> None:
+    """Nagle off on a sub-association's connection too: each small C-STORE would wait for a delayed ACK."""
+    event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def _pairs(contexts) -> set[tuple[str, str]]:
+    return {(cx.abstract_syntax, cx.transfer_syntax[0]) for cx in contexts}
 
 
 def _contexts_for(instances: list[Instance]) -> list:

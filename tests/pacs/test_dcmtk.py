@@ -105,6 +105,41 @@ def test_store_find_move_get_round_trip(node, pacs_sessions, tmp_path, sample_fi
             assert copy.PixelData == source.PixelData
 
 
+def test_a_destination_taking_only_uncompressed_data_gets_compressed_images_decoded(node, pacs_sessions, tmp_path,
+                                                                                   sample_files):
+    # storescp without +xa accepts only the uncompressed syntaxes: the node proposes each class both as
+    # stored and uncompressed, and sends what the destination refused compressed decoded, the same image.
+    compressed = [f for f in sample_files if pydicom.dcmread(f).file_meta.TransferSyntaxUID.is_compressed]
+    _store_all(node, sample_files)
+    port = free_port()
+    received = tmp_path / "moved"
+    received.mkdir()
+    scp = subprocess.Popen(["storescp", "-aet", "OLDVIEWER", "-od", str(received), str(port)], env=DCMTK_ENV,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with pacs_sessions() as session:
+            remotes.add(session, Actor.system("test"), "OLDVIEWER", "127.0.0.1", port)
+            session.commit()
+            study_uids = list(session.scalars(select(Study.study_uid)))
+        time.sleep(0.3)
+        results = [dcmtk("movescu", "-v", "-S", "-aec", "VNHIS", "-aem", "OLDVIEWER", "-k", "QueryRetrieveLevel=STUDY",
+                         "-k", f"StudyInstanceUID={uid}", "127.0.0.1", node.port, check=False) for uid in study_uids]
+    finally:
+        scp.terminate()
+        scp.wait(timeout=10)
+    moved = {str(pydicom.dcmread(p).SOPInstanceUID): pydicom.dcmread(p) for p in received.iterdir()}
+    undecodable = str(pydicom.dcmread(sample_file("JPEG-lossy.dcm")).SOPInstanceUID)  # 12-bit: no free decoder
+    assert set(moved) == {str(pydicom.dcmread(f).SOPInstanceUID) for f in sample_files} - {undecodable}
+    assert sum("(Warning: SubOperationsCompleteOneOrMoreFailures)" in r.stderr for r in results) == 1
+    assert len(compressed) >= 4  # JPEG 2000, JPEG baseline, 12-bit JPEG, RLE
+    for original in map(pydicom.dcmread, compressed):
+        if str(original.SOPInstanceUID) == undecodable:
+            continue
+        copy = moved[str(original.SOPInstanceUID)]
+        assert not copy.file_meta.TransferSyntaxUID.is_compressed
+        assert (copy.pixel_array == original.pixel_array).all()
+
+
 def test_move_to_an_unknown_destination_is_refused(node, tmp_path, sample_files):
     _store_all(node, sample_files)
     result = dcmtk("movescu", "-v", "-S", "-aec", "VNHIS", "-aem", "NOWHERE", "-k", "QueryRetrieveLevel=STUDY",
