@@ -3,6 +3,7 @@ reader, and the event-driven association threads."""
 
 from __future__ import annotations
 
+import copy
 import io
 import os
 import socket
@@ -20,7 +21,7 @@ from pynetdicom.dsutils import encode
 from pynetdicom.sop_class import Verification
 
 from pacs import part10
-from pacs.transport import store_response
+from pacs.transport import _Contexts, store_response
 from tests.pacs.conftest import sample_file
 from tests.pacs.test_store_errors import _still_serving
 
@@ -72,6 +73,19 @@ def test_the_store_response_is_encoded_as_pynetdicom_encodes_it(instance, status
     message = C_STORE_RSP()
     message.primitive_to_message(primitive)
     assert store_response(primitive) == encode(message.command_set, True, True)
+
+
+def test_each_association_gets_its_own_copy_of_the_supported_contexts(node):
+    contexts = node.server.contexts
+    assert isinstance(contexts, _Contexts) and len(contexts) > 100
+    one, two = copy.deepcopy(contexts), copy.deepcopy(contexts)
+    assert [(c.abstract_syntax, c.transfer_syntax, c.scp_role, c.scu_role) for c in one] == [
+        (c.abstract_syntax, c.transfer_syntax, c.scp_role, c.scu_role) for c in contexts]
+    one[0].transfer_syntax.append("1.2.3")  # what negotiation changes in one copy stays there
+    one[0].context_id = 1
+    assert "1.2.3" in one[0].transfer_syntax
+    assert "1.2.3" not in two[0].transfer_syntax and "1.2.3" not in contexts[0].transfer_syntax
+    assert two[0].context_id is None and contexts[0].context_id is None
 
 
 def _node_threads() -> list[threading.Thread]:
