@@ -134,6 +134,7 @@ class Node:
         self.indexer = store.Indexer(self.session_factory)
         server = ae.make_server((host, port), evt_handlers=self.handlers(), server_class=Server,
                                 request_handler=Handler)
+        server.dataset_file = self._dataset_file
         return server
 
     def _refresh_callers(self, _event) -> None:
@@ -156,16 +157,29 @@ class Node:
 
     # --- C-STORE -------------------------------------------------------------------------------
 
+    def _dataset_file(self, sop_class: str, sop_instance: str, transfer_syntax: str, calling: str
+                      ) -> store.IncomingFile:
+        """Where a large data set is written as it arrives (called in pynetdicom's thread: never raises)."""
+        try:
+            header = part10.header(sop_class, sop_instance, transfer_syntax, calling.strip())
+        except ValueError:
+            return store.IncomingFile.refused(store.StoreError(store.DATASET_MISMATCH,
+                                                               "invalid UID in the C-STORE request"))
+        return store.IncomingFile(self.storage_root / store.INCOMING, header)
+
     def handle_store(self, event) -> Dataset:
         calling = event.assoc.requestor.ae_title.strip()
         request = event.request
         try:
-            try:
-                raw = part10.header(str(request.AffectedSOPClassUID or ""), str(request.AffectedSOPInstanceUID or ""),
-                                    event.context.transfer_syntax, calling) + request.DataSet.getvalue()
-            except ValueError:
-                raise store.StoreError(store.DATASET_MISMATCH, "invalid UID in the C-STORE request") from None
-            item = store.receive(self.storage_root, raw, calling_ae=calling,
+            received = getattr(request.DataSet, "file", None)  # a large data set, already in its file
+            if received is None:
+                try:
+                    received = part10.header(str(request.AffectedSOPClassUID or ""),
+                                             str(request.AffectedSOPInstanceUID or ""), event.context.transfer_syntax,
+                                             calling) + request.DataSet.getvalue()
+                except ValueError:
+                    raise store.StoreError(store.DATASET_MISMATCH, "invalid UID in the C-STORE request") from None
+            item = store.receive(self.storage_root, received, calling_ae=calling,
                                  sop_class_uid=request.AffectedSOPClassUID,
                                  sop_instance_uid=request.AffectedSOPInstanceUID, min_free_bytes=self.min_free_bytes)
         except store.StoreError as exc:

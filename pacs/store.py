@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import io
 import logging
@@ -137,19 +138,33 @@ def _int(ds, keyword: str) -> int | None:
         return None
 
 
-def parse(raw: bytes) -> pydicom.Dataset:
-    """The data set of a Part 10 byte string, refusing what cannot be read or is cut short."""
+PUSH_BYTES = 8 << 20  # an incoming file's pages are pushed to the disk every this many bytes
+DEFER_BYTES = 64 * 1024  # values this long are not read when parsing a received file (pixel data)
+
+
+def parse(source: bytes | Path) -> pydicom.Dataset:
+    """The data set of a Part 10 byte string or file, refusing what cannot be read or is cut short (of a
+    file, long values are left unread, their length checked against the file's)."""
     try:
-        ds = pydicom.dcmread(io.BytesIO(raw))
+        if isinstance(source, Path):
+            size = source.stat().st_size
+            ds = pydicom.dcmread(source, defer_size=DEFER_BYTES)
+            if ds.file_meta.TransferSyntaxUID.is_deflated:  # positions are in the inflated data: read it all
+                return parse(source.read_bytes())
+        else:
+            size = len(source)
+            ds = pydicom.dcmread(io.BytesIO(source))
         for elem in ds._dict.values():  # pydicom reads a short last value without complaint
-            if (isinstance(elem, RawDataElement) and elem.length != UNDEFINED_LENGTH and elem.value is not None
-                    and len(elem.value) != elem.length):
+            if not isinstance(elem, RawDataElement) or elem.length == UNDEFINED_LENGTH:
+                continue
+            if (elem.value_tell + elem.length > size) if elem.value is None else len(elem.value) != elem.length:
                 raise StoreError(CANNOT_UNDERSTAND, f"data set truncated in element {elem.tag}")
         ds.get("SOPInstanceUID")  # decode the header elements now, inside this try
         ds.get("PatientName")
     except StoreError:
         raise
-    except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError, OverflowError, NotImplementedError) as exc:
+    except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError, OverflowError, NotImplementedError,
+            OSError) as exc:
         raise StoreError(CANNOT_UNDERSTAND, f"cannot parse data set: {type(exc).__name__}") from None
     return ds
 
@@ -247,7 +262,7 @@ def fold_pn(name: str) -> str:
     return "^".join(fold(part) for part in name.split("^"))
 
 
-def _rows(ds: pydicom.Dataset, raw: bytes, calling_ae: str, now) -> tuple[dict, dict, dict]:
+def _rows(ds: pydicom.Dataset, size: int, digest: str, calling_ae: str, now) -> tuple[dict, dict, dict]:
     """The study, series and instance columns of a received data set (the instance's path to be set)."""
     name, modality = _text(ds, "PatientName", 200), _text(ds, "Modality", 16)
     study = {"study_uid": _text(ds, "StudyInstanceUID", 64), "patient_dicom_id": _text(ds, "PatientID", 64),
@@ -263,15 +278,83 @@ def _rows(ds: pydicom.Dataset, raw: bytes, calling_ae: str, now) -> tuple[dict, 
     instance = {"sop_instance_uid": _text(ds, "SOPInstanceUID", 64), "sop_class_uid": _text(ds, "SOPClassUID", 64),
                 "instance_number": _int(ds, "InstanceNumber"), "transfer_syntax": str(ds.file_meta.TransferSyntaxUID),
                 "rows": _int(ds, "Rows"), "columns": _int(ds, "Columns"), "frames": _int(ds, "NumberOfFrames"),
-                "path": None, "size": len(raw), "sha256": hashlib.sha256(raw).hexdigest(),
+                "path": None, "size": size, "sha256": digest,
                 "calling_ae": calling_ae[:16], "received_at": now}
     return study, series, instance
 
 
-def _write_and_place(folder: Path, raw: bytes, target: Future) -> tuple[Path, bool]:
-    """A writer thread's part of `receive`: `raw` in a fsynced temporary file, then linked where the parsed
+class IncomingFile:
+    """A received data set being written, as it arrives, to a temporary file of the storage's `INCOMING`
+    folder after its Part 10 `header` (see `pacs.transport.SpooledDataSet`), hashed as it is written. A
+    write error is kept for the C-STORE handler (raised in pynetdicom's thread, it would abort the
+    association); a file never handed to `receive` (the association broke) is removed with its object."""
+
+    def __init__(self, folder: Path, header: bytes):
+        self.path: Path | None = folder / f".tmp-{uuid.uuid4().hex}"
+        self.size = 0
+        self.error: StoreError | None = None
+        self._sha = hashlib.sha256()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        except OSError as exc:
+            self.path, self._fd, self.error = None, -1, _os_error(exc)
+        self.write(header)
+
+    @classmethod
+    def refused(cls, error: StoreError) -> IncomingFile:
+        """A sink that keeps nothing and reports `error`."""
+        sink = cls.__new__(cls)
+        sink.path, sink.size, sink.error, sink._sha, sink._fd = None, 0, error, hashlib.sha256(), -1
+        return sink
+
+    def write(self, data) -> int:
+        if self.error is None:
+            view = memoryview(data)
+            self._sha.update(view)
+            try:
+                while view:
+                    view = view[os.write(self._fd, view):]
+                if self.size // PUSH_BYTES != (self.size + len(data)) // PUSH_BYTES:
+                    # Have the kernel start writing what is there now, so the fsync after the last fragment
+                    # waits for the tail only (DONTNEED starts writeback of the dirty pages, then drops the
+                    # clean ones: the parse reads the head of the file, the rest is read back only to send).
+                    os.posix_fadvise(self._fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            except OSError as exc:
+                self.error = _os_error(exc)
+            self.size += len(data)
+        return len(data)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def hexdigest(self) -> str:
+        return self._sha.hexdigest()
+
+    def __del__(self) -> None:
+        if self._fd >= 0:  # never received: an association that broke off mid-transfer
+            self.close()
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+
+
+def _sync(path: Path) -> Path:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        raise _os_error(exc) from None
+    finally:
+        os.close(fd)
+    return path
+
+
+def _then_place(make_temp: Callable[[], Path], target: Future) -> tuple[Path, bool]:
+    """A writer thread's part of receiving: the temporary file made durable, then linked where the parsed
     data set says (`target`: (path, sha256), or the parse's exception: the file is removed)."""
-    tmp = write_temp(folder, raw)
+    tmp = make_temp()
     try:
         planned, digest = target.result()
     except BaseException:
@@ -280,23 +363,38 @@ def _write_and_place(folder: Path, raw: bytes, target: Future) -> tuple[Path, bo
     return place(tmp, planned, digest)
 
 
-def receive(root: Path, raw: bytes, *, calling_ae: str = "", sop_class_uid: str | None = None,
+def receive(root: Path, raw: bytes | IncomingFile, *, calling_ae: str = "", sop_class_uid: str | None = None,
             sop_instance_uid: str | None = None, min_free_bytes: int = 0) -> Received:
-    """Check the Part 10 bytes `raw` (file meta + data set) and have them put, fsynced, in their place under
-    `root` (see `Received.settle`).
+    """Check a received Part 10 instance -- bytes (file meta + data set) or a file written as it arrived --
+    and have it put, fsynced, in its place under `root` (see `Received.settle`).
 
-    A writer thread writes and fsyncs the bytes (both release the GIL) into `INCOMING` under `root` while
-    they are parsed and hashed here, then links them into their folder (same file system) once the parse
-    named it, while the caller goes on (the node sends the index rows meanwhile).
+    A writer thread writes the bytes (or takes the file) and fsyncs them into `INCOMING` under `root` while
+    they are parsed here, then links them into their folder (same file system) once the parse named it,
+    while the caller goes on (the node sends the index rows meanwhile).
     """
-    check_space(root, min_free_bytes)
+    if isinstance(raw, IncomingFile):
+        raw.close()
+        try:
+            if raw.error is not None:
+                raise raw.error
+            check_space(root, min_free_bytes)
+        except StoreError:
+            if raw.path is not None:
+                raw.path.unlink(missing_ok=True)
+            raise
+        source, size, digest = raw.path, raw.size, raw.hexdigest()
+        make_temp = functools.partial(_sync, source)
+    else:
+        check_space(root, min_free_bytes)
+        source, size, digest = raw, len(raw), None  # hashed here while the writer writes
+        make_temp = functools.partial(write_temp, root / INCOMING, raw)
     target: Future = Future()
-    writing = _WRITERS.submit(_write_and_place, root / INCOMING, raw, target)
+    writing = _WRITERS.submit(_then_place, make_temp, target)
     now = utcnow()
     try:
-        ds = parse(raw)
+        ds = parse(source)
         check(ds, sop_class_uid, sop_instance_uid)
-        study, series, instance = _rows(ds, raw, calling_ae, now)
+        study, series, instance = _rows(ds, size, digest or hashlib.sha256(source).hexdigest(), calling_ae, now)
     except BaseException as exc:
         target.set_exception(exc)
         with contextlib.suppress(BaseException):

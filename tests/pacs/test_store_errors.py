@@ -11,7 +11,7 @@ from pynetdicom.sop_class import CTImageStorage, MRImageStorage, Verification
 from sqlalchemy import func, select
 
 from core.audit import Actor
-from pacs import remotes
+from pacs import remotes, transport
 from pacs.models import Instance, Series, Study
 from tests.pacs.conftest import sample_file
 
@@ -32,6 +32,14 @@ def chunked_send():
     _config.STORE_SEND_CHUNKED_DATASET = True
     yield
     _config.STORE_SEND_CHUNKED_DATASET = before
+
+
+@pytest.fixture(params=["in memory", "spilled to a file"])
+def receive_path(request, monkeypatch):
+    """Each bad input both as a small data set (gathered in memory) and as a large one (written to its file
+    as it arrives): a 1 KiB threshold makes every sample large."""
+    if request.param == "spilled to a file":
+        monkeypatch.setattr(transport, "SPILL_BYTES", 1024)
 
 
 def _nothing_stored(pacs_sessions, node) -> None:
@@ -90,7 +98,8 @@ def _class_mismatch(tmp_path):
     (_not_dicom, 0xC000, "data set truncated in element (6874,7369)"),  # b"hist" read as a tag
     (_class_mismatch, 0xA900, "SOP Class UID differs from the request's"),
 ])
-def test_broken_payloads_are_refused(node, pacs_sessions, tmp_path, chunked_send, make, status, comment):
+def test_broken_payloads_are_refused(node, pacs_sessions, tmp_path, chunked_send, receive_path, make, status,
+                                     comment):
     reply = _send_file(node.port, make(tmp_path))
     assert (reply.Status, reply.ErrorComment) == (status, comment)
     _nothing_stored(pacs_sessions, node)
@@ -98,7 +107,7 @@ def test_broken_payloads_are_refused(node, pacs_sessions, tmp_path, chunked_send
 
 
 @pytest.mark.parametrize("missing", ["StudyInstanceUID", "SeriesInstanceUID"])
-def test_an_instance_without_its_uids_is_refused(node, pacs_sessions, missing):
+def test_an_instance_without_its_uids_is_refused(node, pacs_sessions, receive_path, missing):
     ds = pydicom.dcmread(sample_file("CT_small.dcm"))
     delattr(ds, missing)
     assoc = _associate(node.port)
@@ -109,7 +118,7 @@ def test_an_instance_without_its_uids_is_refused(node, pacs_sessions, missing):
     _still_serving(node)
 
 
-def test_a_full_disk_is_out_of_resources(start_node, pacs_sessions):
+def test_a_full_disk_is_out_of_resources(start_node, pacs_sessions, receive_path):
     node = start_node(min_free_bytes=1 << 60)
     assoc = _associate(node.port)
     reply = assoc.send_c_store(pydicom.dcmread(sample_file("CT_small.dcm")))

@@ -4,6 +4,8 @@ reader, and the event-driven association threads."""
 from __future__ import annotations
 
 import copy
+import gc
+import hashlib
 import io
 import os
 import socket
@@ -19,10 +21,12 @@ from pynetdicom.dimse_messages import C_STORE_RSP
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dsutils import encode
 from pynetdicom.sop_class import Verification
+from sqlalchemy import select
 
-from pacs import part10
+from pacs import part10, store, transport
+from pacs.models import Instance
 from pacs.transport import _Contexts, store_response
-from tests.pacs.conftest import sample_file
+from tests.pacs.conftest import sample_file, storescu
 from tests.pacs.test_store_errors import _still_serving
 
 
@@ -109,3 +113,44 @@ def test_associations_end_at_once_and_leave_no_thread_or_socket(node):
     assert len(_node_threads()) == baseline_threads
     assert len(os.listdir("/proc/self/fd")) <= baseline_fds
     assert time.monotonic() - started < 10  # a polling wait missed would cost seconds per association
+
+
+def test_a_large_data_set_is_stored_from_the_file_it_arrived_in(node, pacs_sessions, sample_files, monkeypatch):
+    # Past SPILL_BYTES a data set goes to its file fragment by fragment, hashed as it is written; a 1 KiB
+    # threshold sends every sample that way. The stored file is the Part 10 header and the bytes sent.
+    monkeypatch.setattr(transport, "SPILL_BYTES", 1024)
+    opened = []
+    real_init = store.IncomingFile.__init__
+    monkeypatch.setattr(store.IncomingFile, "__init__", lambda self, *a: (opened.append(a), real_init(self, *a))[1])
+    storescu(node.port, sample_files)
+    assert len(opened) == len(sample_files)
+    root = node.node.storage_root
+    originals = {str(pydicom.dcmread(f).SOPInstanceUID): pydicom.dcmread(f) for f in sample_files}
+    with pacs_sessions() as session:
+        instances = session.scalars(select(Instance)).all()
+    assert {i.sop_instance_uid for i in instances} == set(originals)
+    for instance in instances:
+        data = (root / instance.path).read_bytes()
+        assert (len(data), hashlib.sha256(data).hexdigest()) == (instance.size, instance.sha256)
+        stored, original = pydicom.dcmread(root / instance.path), originals[instance.sop_instance_uid]
+        assert stored.file_meta.SourceApplicationEntityTitle == "MODALITY"
+        assert stored.file_meta.TransferSyntaxUID == original.file_meta.TransferSyntaxUID
+        original.pop(0xFFFCFFFC, None)  # DCMTK's storescu leaves the trailing padding out
+        assert stored == original  # every element of the data set, pixel data included
+    assert list((root / store.INCOMING).iterdir()) == []
+
+
+def test_an_incoming_file_never_received_is_removed_and_a_write_error_is_kept(tmp_path):
+    abandoned = store.IncomingFile(tmp_path / "incoming", b"DICM")  # the association broke off mid-transfer
+    abandoned.write(b"x" * 10)
+    path = abandoned.path
+    assert path.exists()
+    del abandoned
+    gc.collect()
+    assert not path.exists()
+    (tmp_path / "a file").write_text("")
+    failed = store.IncomingFile(tmp_path / "a file" / "incoming", b"DICM")  # its folder cannot be made
+    failed.write(b"more")
+    assert failed.error is not None and failed.error.status == 0xA700
+    with pytest.raises(store.StoreError):
+        store.receive(tmp_path / "dicom", failed)
