@@ -3,8 +3,9 @@ rate (dd), for synthetic 512×512 16-bit CT instances sent by DCMTK storescu on 
 
     .venv/bin/python scripts/bench/dicom_store.py [--count 2000] [--workers 2] [--ceiling] [--large 20]
 
---ceiling adds the protocol layer's own rate: pynetdicom receiving each instance as the node does and
-answering success without storing it (scripts/bench/dicom_noop_scp.py, one process). --large N adds N
+--ceiling adds two rates of receivers that store nothing: pynetdicom receiving each instance as the node
+does (scripts/bench/dicom_noop_scp.py, one process), the protocol layer's own ceiling, and DCMTK's
+storescp --ignore (with its largest PDU), what storescu itself can send on this machine. --large N adds N
 multi-frame Enhanced CT instances of about 50 MB each on one association: the "large instances" case,
 whose MB/s is compared with dd.
 
@@ -112,6 +113,17 @@ def run_ceiling(files, associations: int) -> float:
         stop(proc)
 
 
+def run_dcmtk_ignore(files, associations: int) -> float:
+    port = free_port()
+    proc = subprocess.Popen(["storescp", "--ignore", "--max-pdu", "131072", "-aet", "IGNORE", str(port)],
+                            env=DCMTK_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_echo(port, "IGNORE", proc)
+        return send(port, "IGNORE", files, associations)
+    finally:
+        stop(proc)
+
+
 def _print_row(name: str, associations: int, count: int, size: int, seconds: float, raw: float) -> float:
     mbs = size / seconds / 1e6
     print(f"{name:<27}{associations:>6}{seconds:>10.1f}{count / seconds:>10.0f}{mbs:>9.0f}{mbs / raw * 100:>8.0f}%")
@@ -123,6 +135,7 @@ def _runs(admin_url: str, work: Path, files, associations: int, workers: int, ce
             (f"vnhis ({workers} proc)", lambda: run_vnhis(admin_url, work, files, associations, workers))]
     if ceiling:
         runs.append(("pynetdicom no-op (1 proc)", lambda: run_ceiling(files, associations)))
+        runs.append(("storescp --ignore", lambda: run_dcmtk_ignore(files, associations)))
     return runs
 
 
@@ -130,7 +143,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=2, help="vnhis pacs processes on the port")
-    parser.add_argument("--ceiling", action="store_true", help="also time pynetdicom answering without storing")
+    parser.add_argument("--ceiling", action="store_true",
+                        help="also time pynetdicom and DCMTK's storescp answering without storing")
     parser.add_argument("--large", type=int, default=0, help="also store this many ~50 MB multi-frame instances")
     args = parser.parse_args()
     admin_url = os.environ.get("VNHIS_BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
