@@ -26,11 +26,11 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import bindparam, event, func, insert, select, text, update
+from sqlalchemy import bindparam, event, func, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from core.db import utcnow
+from core.db import insert_rows, utcnow
 from core.models import AuditChainHead, AuditEvent
 
 GENESIS_HASH = "0" * 64
@@ -158,7 +158,7 @@ def _seal_pending(session: Session) -> None:
     if session.get_bind().dialect.name == "postgresql":
         # Core rows, not ORM objects: on hot paths (an HL7 message, a C-STORE) the unit of work cost more
         # than the insert itself.
-        session.execute(insert(_EVENTS), [{"seq": None, "prev_hash": None, "hash": None, **f} for f in pending])
+        insert_rows(session, _EVENTS, pending)
         session.info[_UNSEALED] = True
         return
     head = session.execute(

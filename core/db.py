@@ -6,10 +6,13 @@ handler, DICOM handler, job runner) commits and only then answers.
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, create_engine, event, text
+from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, Table, create_engine, event, insert, text
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -111,3 +114,57 @@ def check_connection(engine: Engine) -> None:
 def is_postgresql(session_or_engine) -> bool:
     bind = session_or_engine.get_bind() if isinstance(session_or_engine, Session) else session_or_engine
     return bind.dialect.name == "postgresql"
+
+
+def insert_rows(session: Session, table: Table, rows: list[dict], *, skip_conflicts_on: str | None = None,
+                returning: tuple[str, ...] = ()) -> list[tuple]:
+    """INSERT `rows` (dicts with the same keys) into `table` in the session's transaction, skipping those
+    whose `skip_conflicts_on` value exists (ON CONFLICT DO NOTHING); the `returning` columns of the rows
+    inserted.
+
+    On PostgreSQL through psycopg the statement goes to the driver directly, prepared on the server, its
+    values bound by the columns' own SQLAlchemy processors: building, compiling and reading back a Core
+    statement cost about 0.25 ms of CPU each, paid per C-STORE and per audit event. Elsewhere it is Core.
+    """
+    if not rows:
+        return []
+    connection = session.connection()
+    dialect = connection.dialect
+    if dialect.name != "postgresql" or dialect.driver != "psycopg":
+        stmt = (pg_insert if dialect.name == "postgresql" else sqlite_insert if dialect.name == "sqlite"
+                else insert)(table)
+        if skip_conflicts_on:
+            stmt = stmt.on_conflict_do_nothing(index_elements=[skip_conflicts_on])
+        if returning:
+            stmt = stmt.returning(*(table.c[name] for name in returning))
+        result = connection.execute(stmt, rows)
+        return [tuple(row) for row in result] if returning else []
+    columns = tuple(rows[0])
+    sql, processors = _insert_plan(table, dialect, columns, skip_conflicts_on, returning)
+    params = [[value if process is None else process(value) for process, value in
+               zip(processors, (row[name] for name in columns), strict=True)] for row in rows]
+    with connection.connection.driver_connection.cursor() as cursor:
+        if len(params) == 1:
+            cursor.execute(sql, params[0], prepare=True)
+            return cursor.fetchall() if returning else []
+        cursor.executemany(sql, params, returning=bool(returning))
+        if not returning:
+            return []
+        found = []
+        while True:
+            found.extend(cursor.fetchall())
+            if not cursor.nextset():
+                return found
+
+
+@functools.lru_cache(maxsize=128)
+def _insert_plan(table: Table, dialect, columns: tuple[str, ...], skip_conflicts_on: str | None,
+                 returning: tuple[str, ...]) -> tuple[str, list]:
+    quote = dialect.identifier_preparer.quote  # names from the table's own columns, never from input
+    sql = (f"INSERT INTO {quote(table.name)} ({', '.join(map(quote, columns))}) "  # noqa: S608
+           f"VALUES ({', '.join(['%s'] * len(columns))})")
+    if skip_conflicts_on:
+        sql += f" ON CONFLICT ({quote(skip_conflicts_on)}) DO NOTHING"
+    if returning:
+        sql += f" RETURNING {', '.join(map(quote, returning))}"
+    return sql, [table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns]

@@ -37,14 +37,12 @@ import pydicom
 from pydicom.dataelem import RawDataElement
 from pydicom.errors import InvalidDicomError
 from sqlalchemy import BigInteger, cast, literal, null, select, union_all, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from core import audit
 from core.audit import Actor
-from core.db import utcnow
+from core.db import insert_rows, utcnow
 from his.models.patients import Patient
 from his.text import fold
 from pacs.models import Instance, Series, Study, WorklistItem
@@ -409,13 +407,9 @@ def receive(root: Path, raw: bytes | IncomingFile, *, calling_ae: str = "", sop_
 
 def _insert_new(session: Session, model, rows: list[dict], unique: str) -> dict[str, int]:
     """Insert `rows`, skipping those whose `unique` value is already indexed (or being indexed by another
-    transaction, which is waited for): {unique value: id} of the rows inserted. One statement, cached."""
-    if not rows:
-        return {}
-    table = model.__table__
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    stmt = insert(table).on_conflict_do_nothing(index_elements=[unique]).returning(table.c.id, table.c[unique])
-    return {key: pk for pk, key in session.connection().execute(stmt, rows)}  # Core: no ORM layer on the hot path
+    transaction, which is waited for): {unique value: id} of the rows inserted. One statement."""
+    return {key: pk for pk, key in insert_rows(session, model.__table__, rows, skip_conflicts_on=unique,
+                                               returning=("id", unique))}
 
 
 @dataclass

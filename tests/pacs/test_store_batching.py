@@ -13,7 +13,7 @@ import pytest
 from pydicom.uid import generate_uid
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage, MRImageStorage
-from sqlalchemy import event, func, select, text
+from sqlalchemy import func, select, text
 
 from core.audit import Actor
 from core.models import AuditEvent
@@ -93,13 +93,16 @@ class _HeldFirstBatch:
     """A session factory whose first session waits for `release`, so the submissions queued meanwhile
     form one batch; `inserted` records how many instance rows each INSERT carried."""
 
-    def __init__(self, factory):
+    def __init__(self, factory, monkeypatch):
         self.factory, self.release, self.calls, self.inserted = factory, threading.Event(), 0, []
-        event.listen(factory.kw["bind"], "before_cursor_execute", self._seen)
+        real = store.insert_rows
 
-    def _seen(self, _conn, _cursor, statement, parameters, _context, _many) -> None:
-        if statement.startswith("INSERT INTO pacs_instances"):
-            self.inserted.append(sum(1 for key in parameters if key.startswith("sop_instance_uid")))
+        def _seen(session, table, rows, **options):
+            if table is Instance.__table__:
+                self.inserted.append(len(rows))
+            return real(session, table, rows, **options)
+
+        monkeypatch.setattr(store, "insert_rows", _seen)
 
     def __call__(self):
         self.calls += 1
@@ -107,15 +110,10 @@ class _HeldFirstBatch:
             assert self.release.wait(30)
         return self.factory()
 
-    def close(self) -> None:
-        event.remove(self.factory.kw["bind"], "before_cursor_execute", self._seen)
-
 
 @pytest.fixture
-def held(pacs_sessions):
-    factory = _HeldFirstBatch(pacs_sessions)
-    yield factory
-    factory.close()
+def held(pacs_sessions, monkeypatch):
+    return _HeldFirstBatch(pacs_sessions, monkeypatch)
 
 
 def _submit_all(indexer: store.Indexer, held: _HeldFirstBatch, items: list) -> list[store.Outcome]:
