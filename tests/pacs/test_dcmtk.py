@@ -29,6 +29,28 @@ def _find(node, tmp_path, model: str, level: str, *keys: str) -> list[pydicom.Da
     return [pydicom.dcmread(p) for p in sorted(out.glob("rsp*.dcm"))]
 
 
+def _move_every_study(node, pacs_sessions, tmp_path, title: str, *storescp_options: str) -> tuple:
+    """movescu of each study to a DCMTK storescp started here as `title`: (its folder, the study UIDs,
+    movescu's results)."""
+    port = free_port()
+    received = tmp_path / "moved"
+    received.mkdir()
+    scp = subprocess.Popen(["storescp", "-aet", title, *storescp_options, "-od", str(received), str(port)],
+                           env=DCMTK_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with pacs_sessions() as session:
+            remotes.add(session, Actor.system("test"), title, "127.0.0.1", port)
+            session.commit()
+            study_uids = list(session.scalars(select(Study.study_uid)))
+        time.sleep(0.3)
+        results = [dcmtk("movescu", "-v", "-S", "-aec", "VNHIS", "-aem", title, "-k", "QueryRetrieveLevel=STUDY",
+                         "-k", f"StudyInstanceUID={uid}", "127.0.0.1", node.port, check=False) for uid in study_uids]
+    finally:
+        scp.terminate()
+        scp.wait(timeout=10)
+    return received, study_uids, results
+
+
 def test_echo(node):
     result = dcmtk("echoscu", "-v", "-aec", "VNHIS", "127.0.0.1", node.port)
     assert "Received Echo Response (Success)" in result.stderr
@@ -60,23 +82,8 @@ def test_store_find_move_get_round_trip(node, pacs_sessions, tmp_path, sample_fi
     assert [i.SOPInstanceUID for i in images] == [ct.SOPInstanceUID]
 
     # C-MOVE every study to a storescp started here, which accepts every transfer syntax.
-    port = free_port()
-    received = tmp_path / "moved"
-    received.mkdir()
-    scp = subprocess.Popen(["storescp", "-aet", "VIEWER", "+xa", "-od", str(received), str(port)], env=DCMTK_ENV,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        with pacs_sessions() as session:
-            remotes.add(session, Actor.system("test"), "VIEWER", "127.0.0.1", port)
-            session.commit()
-            study_uids = list(session.scalars(select(Study.study_uid)))
-        time.sleep(0.3)
-        for uid in study_uids:
-            dcmtk("movescu", "-S", "-aec", "VNHIS", "-aem", "VIEWER", "-k", "QueryRetrieveLevel=STUDY",
-                  "-k", f"StudyInstanceUID={uid}", "127.0.0.1", node.port)
-    finally:
-        scp.terminate()
-        scp.wait(timeout=10)
+    received, study_uids, results = _move_every_study(node, pacs_sessions, tmp_path, "VIEWER", "+xa")
+    assert all(r.returncode == 0 for r in results)
     moved = {str(pydicom.dcmread(p).SOPInstanceUID): p for p in received.iterdir()}
     assert set(moved) == set(originals)
     for uid, original in originals.items():
@@ -111,22 +118,7 @@ def test_a_destination_taking_only_uncompressed_data_gets_compressed_images_deco
     # stored and uncompressed, and sends what the destination refused compressed decoded, the same image.
     compressed = [f for f in sample_files if pydicom.dcmread(f).file_meta.TransferSyntaxUID.is_compressed]
     _store_all(node, sample_files)
-    port = free_port()
-    received = tmp_path / "moved"
-    received.mkdir()
-    scp = subprocess.Popen(["storescp", "-aet", "OLDVIEWER", "-od", str(received), str(port)], env=DCMTK_ENV,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        with pacs_sessions() as session:
-            remotes.add(session, Actor.system("test"), "OLDVIEWER", "127.0.0.1", port)
-            session.commit()
-            study_uids = list(session.scalars(select(Study.study_uid)))
-        time.sleep(0.3)
-        results = [dcmtk("movescu", "-v", "-S", "-aec", "VNHIS", "-aem", "OLDVIEWER", "-k", "QueryRetrieveLevel=STUDY",
-                         "-k", f"StudyInstanceUID={uid}", "127.0.0.1", node.port, check=False) for uid in study_uids]
-    finally:
-        scp.terminate()
-        scp.wait(timeout=10)
+    received, _studies, results = _move_every_study(node, pacs_sessions, tmp_path, "OLDVIEWER")
     moved = {str(pydicom.dcmread(p).SOPInstanceUID): pydicom.dcmread(p) for p in received.iterdir()}
     undecodable = str(pydicom.dcmread(sample_file("JPEG-lossy.dcm")).SOPInstanceUID)  # 12-bit: no free decoder
     assert set(moved) == {str(pydicom.dcmread(f).SOPInstanceUID) for f in sample_files} - {undecodable}
