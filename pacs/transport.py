@@ -1,13 +1,18 @@
-"""pynetdicom's acceptor side, made to wait on events instead of polling, and to read large PDUs in bulk.
+"""pynetdicom's acceptor side, adapted for a busy node: threads that wait on events instead of polling,
+fewer copies of the bytes, and less work per message.
 
-pynetdicom runs two threads per association that poll: the DUL thread checks the socket with a zero
-timeout and sleeps 1 ms when idle, and the association thread sleeps 1 ms between looks at its message
-queue. Each C-STORE so waits up to a millisecond twice (to see the request, to send the response),
-which capped a receive-only node near 280 instances/s. Here the DUL thread blocks in select() on the
-socket and on a wake-up socket that every queued PDU and every kill writes to, and the association
-thread blocks on its message queue. pynetdicom has no setting for these classes, so the acceptor's
-objects get their class swapped right after pynetdicom made them, before its threads start; the
-overridden methods are few and keep pynetdicom's contracts (checked against pynetdicom 3.0).
+- pynetdicom runs two threads per association that poll: the DUL thread checks the socket with a zero
+  timeout and sleeps 1 ms when idle, the association thread sleeps 1 ms between looks at its message
+  queue, so each C-STORE waited up to a millisecond twice. Here the DUL thread blocks in select() on the
+  socket and on a wake-up socket written to for every queued PDU and kill, and the association thread
+  blocks on its message queue, woken too when a release or abort arrives.
+- PDUs are read with one recv and P-DATA is decoded over a memoryview; a large C-STORE data set goes to
+  its file as it arrives (`SpooledDataSet`); the C-STORE-RSP is encoded directly (`store_response`); the
+  supported contexts are copied cheaply for each association (`_Contexts`).
+
+pynetdicom has no setting for these classes, so the acceptor's objects get their class swapped right after
+pynetdicom made them, before its threads start; the overridden methods are few and keep pynetdicom's
+contracts (checked against pynetdicom 3.0, `tests/pacs/test_transport.py`).
 """
 
 from __future__ import annotations
@@ -130,7 +135,7 @@ def store_response(primitive: C_STORE) -> bytes:
     """The command set of a C-STORE-RSP (PS3.7 9.3.1.2), encoded as pynetdicom would encode it.
 
     pynetdicom builds a response through a deep-copied pydicom Dataset it encodes twice (once for the
-    group length): about 1 ms of CPU, a third of a receive-only node's time per instance.
+    group length), and does it for every instance.
     """
     def uid(value) -> bytes:
         raw = str(value).encode("ascii")
@@ -209,9 +214,10 @@ class _BulkSocket(AssociationSocket):
     """Reads a PDU in one recv (MSG_WAITALL) instead of pynetdicom's 4 KiB recv loop, which capped a large
     C-STORE near 300 MB/s, and waits for data in select() together with the DUL's wake-up socket. A PDU
     longer than WHOLE is read in CHUNK steps into a buffer that grows only as bytes arrive, so a peer
-    that announces a huge PDU length and sends nothing makes us allocate at most WHOLE."""
+    that announces a huge PDU length and sends nothing makes us allocate at most WHOLE (and the network
+    timeout, which counts per recv, still allows a slow link about 70 KB/s)."""
 
-    WHOLE = 16 << 20
+    WHOLE = 4 << 20
     CHUNK = 1 << 20
 
     @property
