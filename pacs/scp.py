@@ -131,6 +131,8 @@ class Node:
         ae = ae or self.build_ae()
         self._ae = ae
         self._refresh_callers(None)
+        if swept := store.sweep_incoming(self.storage_root):
+            log.warning("removed %d temporary file(s) left in %s by an earlier crash", swept, store.INCOMING)
         self.indexer = store.Indexer(self.session_factory)
         server = ae.make_server((host, port), evt_handlers=self.handlers(), server_class=Server,
                                 request_handler=Handler)

@@ -197,6 +197,23 @@ def _os_error(exc: OSError) -> StoreError:
     return StoreError(OUT_OF_RESOURCES, f"cannot write file: {exc.strerror}")
 
 
+STALE_SECONDS = 24 * 3600
+
+
+def sweep_incoming(root: Path, older_than: float = STALE_SECONDS) -> int:
+    """Remove the temporary files a crash left in `INCOMING` (none of them was ever indexed: a row is
+    committed only after its file was linked into place); those younger than `older_than` seconds may be
+    another node process's transfer under way, and stay. Returns how many were removed."""
+    removed, limit = 0, time.time() - older_than
+    with contextlib.suppress(FileNotFoundError):
+        for path in (root / INCOMING).glob(".tmp-*"):
+            with contextlib.suppress(FileNotFoundError):
+                if path.stat().st_mtime < limit:
+                    path.unlink()
+                    removed += 1
+    return removed
+
+
 def write_temp(folder: Path, raw: bytes) -> Path:
     """`raw` in a new temporary file of `folder`, fsynced."""
     tmp = folder / f".tmp-{uuid.uuid4().hex}"

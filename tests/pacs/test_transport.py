@@ -154,3 +154,16 @@ def test_an_incoming_file_never_received_is_removed_and_a_write_error_is_kept(tm
     assert failed.error is not None and failed.error.status == 0xA700
     with pytest.raises(store.StoreError):
         store.receive(tmp_path / "dicom", failed)
+
+
+def test_the_node_removes_temporary_files_a_crash_left(start_node, tmp_path):
+    incoming = tmp_path / "storage" / "dicom" / store.INCOMING
+    incoming.mkdir(parents=True)
+    old, recent, other = incoming / ".tmp-old", incoming / ".tmp-recent", incoming / "keep.txt"
+    for path in (old, recent, other):
+        path.write_bytes(b"DICM")
+    day_ago = time.time() - store.STALE_SECONDS - 60
+    os.utime(old, (day_ago, day_ago))
+    os.utime(other, (day_ago, day_ago))
+    start_node()  # its storage root is tmp_path / "storage" / "dicom"
+    assert not old.exists() and recent.exists() and other.exists()  # a younger one may be a transfer under way
