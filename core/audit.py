@@ -156,8 +156,8 @@ def _seal_pending(session: Session) -> None:
     if not pending:
         return
     if session.get_bind().dialect.name == "postgresql":
-        # Core rows, not ORM objects: on hot paths (an HL7 message, a C-STORE) the unit of work cost more
-        # than the insert itself.
+        # Rows, not ORM objects, sent through the driver: on hot paths (an HL7 message, a C-STORE) the unit of
+        # work, then a Core statement, cost more than the insert itself.
         insert_rows(session, _EVENTS, pending)
         session.info[_UNSEALED] = True
         return

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, Table, create_engine, event, insert, text
+from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, Table, create_engine, event, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -131,8 +131,7 @@ def insert_rows(session: Session, table: Table, rows: list[dict], *, skip_confli
     connection = session.connection()
     dialect = connection.dialect
     if dialect.name != "postgresql" or dialect.driver != "psycopg":
-        stmt = (pg_insert if dialect.name == "postgresql" else sqlite_insert if dialect.name == "sqlite"
-                else insert)(table)
+        stmt = (pg_insert if dialect.name == "postgresql" else sqlite_insert)(table)  # the two supported
         if skip_conflicts_on:
             stmt = stmt.on_conflict_do_nothing(index_elements=[skip_conflicts_on])
         if returning:

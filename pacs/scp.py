@@ -163,10 +163,9 @@ class Node:
                       ) -> store.IncomingFile:
         """Where a large data set is written as it arrives (called in pynetdicom's thread: never raises)."""
         try:
-            header = part10.header(sop_class, sop_instance, transfer_syntax, calling.strip())
-        except ValueError:
-            return store.IncomingFile.refused(store.StoreError(store.DATASET_MISMATCH,
-                                                               "invalid UID in the C-STORE request"))
+            header = _header(sop_class, sop_instance, transfer_syntax, calling.strip())
+        except store.StoreError as exc:
+            return store.IncomingFile(None, b"", error=exc)
         return store.IncomingFile(self.storage_root / store.INCOMING, header)
 
     def handle_store(self, event) -> Dataset:
@@ -175,12 +174,8 @@ class Node:
         try:
             received = getattr(request.DataSet, "file", None)  # a large data set, already in its file
             if received is None:
-                try:
-                    received = part10.header(str(request.AffectedSOPClassUID or ""),
-                                             str(request.AffectedSOPInstanceUID or ""), event.context.transfer_syntax,
-                                             calling) + request.DataSet.getvalue()
-                except ValueError:
-                    raise store.StoreError(store.DATASET_MISMATCH, "invalid UID in the C-STORE request") from None
+                received = _header(str(request.AffectedSOPClassUID or ""), str(request.AffectedSOPInstanceUID or ""),
+                                   event.context.transfer_syntax, calling) + request.DataSet.getvalue()
             item = store.receive(self.storage_root, received, calling_ae=calling,
                                  sop_class_uid=request.AffectedSOPClassUID,
                                  sop_instance_uid=request.AffectedSOPInstanceUID, min_free_bytes=self.min_free_bytes)
@@ -340,6 +335,13 @@ class Node:
                 log.exception("MPPS N-SET failed")
                 return _status(0x0110, "processing failure"), None
         return SUCCESS, event.modification_list
+
+
+def _header(sop_class: str, sop_instance: str, transfer_syntax: str, calling: str) -> bytes:
+    try:
+        return part10.header(sop_class, sop_instance, transfer_syntax, calling)
+    except ValueError:
+        raise store.StoreError(store.DATASET_MISMATCH, "invalid UID in the C-STORE request") from None
 
 
 def _no_delay(event) -> None:

@@ -183,12 +183,26 @@ def check_space(root: Path, min_free_bytes: int) -> None:
         raise StoreError(OUT_OF_RESOURCES, "storage full")
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+def _fsync(path: Path) -> None:
+    """fsync a file or a folder by its name."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _new_temp(folder: Path) -> tuple[Path, int]:
+    """A new temporary file of `folder` (created if missing), open for writing."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f".tmp-{uuid.uuid4().hex}"
+    return path, os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+
+
+def _write_all(fd: int, data) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def _os_error(exc: OSError) -> StoreError:
@@ -216,19 +230,17 @@ def sweep_incoming(root: Path, older_than: float = STALE_SECONDS) -> int:
 
 def write_temp(folder: Path, raw: bytes) -> Path:
     """`raw` in a new temporary file of `folder`, fsynced."""
-    tmp = folder / f".tmp-{uuid.uuid4().hex}"
+    tmp = None
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        tmp, fd = _new_temp(folder)
         try:
-            view = memoryview(raw)
-            while view:
-                view = view[os.write(fd, view):]
+            _write_all(fd, raw)
             os.fsync(fd)
         finally:
             os.close(fd)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
         raise _os_error(exc) from None
     return tmp
 
@@ -242,7 +254,7 @@ def _ensure_folder(folder: Path) -> None:
         folder.mkdir()
     except FileExistsError:
         return
-    _fsync_dir(folder.parent)
+    _fsync(folder.parent)
 
 
 def place(tmp: Path, target: Path, digest: str) -> tuple[Path, bool]:
@@ -263,7 +275,7 @@ def place(tmp: Path, target: Path, digest: str) -> tuple[Path, bool]:
                 if hashlib.sha256(candidate.read_bytes()).hexdigest() != digest:
                     continue
                 created = False
-            _fsync_dir(target.parent)
+            _fsync(target.parent)
             return candidate, created
         raise StoreError(OUT_OF_RESOURCES, "cannot place file")
     except OSError as exc:
@@ -304,32 +316,25 @@ class IncomingFile:
     write error is kept for the C-STORE handler (raised in pynetdicom's thread, it would abort the
     association); a file never handed to `receive` (the association broke) is removed with its object."""
 
-    def __init__(self, folder: Path, header: bytes):
-        self.path: Path | None = folder / f".tmp-{uuid.uuid4().hex}"
+    def __init__(self, folder: Path | None, header: bytes, *, error: StoreError | None = None):
+        """folder None with an `error`: a sink that keeps nothing and reports that error."""
+        self.path: Path | None = None
+        self._fd = -1
         self.size = 0
-        self.error: StoreError | None = None
+        self.error = error
         self._sha = hashlib.sha256()
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
-        except OSError as exc:
-            self.path, self._fd, self.error = None, -1, _os_error(exc)
+        if error is None:
+            try:
+                self.path, self._fd = _new_temp(folder)
+            except OSError as exc:
+                self.error = _os_error(exc)
         self.write(header)
-
-    @classmethod
-    def refused(cls, error: StoreError) -> IncomingFile:
-        """A sink that keeps nothing and reports `error`."""
-        sink = cls.__new__(cls)
-        sink.path, sink.size, sink.error, sink._sha, sink._fd = None, 0, error, hashlib.sha256(), -1
-        return sink
 
     def write(self, data) -> int:
         if self.error is None:
-            view = memoryview(data)
-            self._sha.update(view)
+            self._sha.update(data)
             try:
-                while view:
-                    view = view[os.write(self._fd, view):]
+                _write_all(self._fd, data)
                 if self.size // PUSH_BYTES != (self.size + len(data)) // PUSH_BYTES:
                     # Have the kernel start writing what is there now, so the fsync after the last fragment
                     # waits for the tail only (DONTNEED starts writeback of the dirty pages, then drops the
@@ -355,14 +360,11 @@ class IncomingFile:
                 os.unlink(self.path)
 
 
-def _sync(path: Path) -> Path:
-    fd = os.open(path, os.O_RDONLY)
+def _durable(path: Path) -> Path:
     try:
-        os.fsync(fd)
+        _fsync(path)
     except OSError as exc:
         raise _os_error(exc) from None
-    finally:
-        os.close(fd)
     return path
 
 
@@ -398,7 +400,7 @@ def receive(root: Path, raw: bytes | IncomingFile, *, calling_ae: str = "", sop_
                 raw.path.unlink(missing_ok=True)
             raise
         source, size, digest = raw.path, raw.size, raw.hexdigest()
-        make_temp = functools.partial(_sync, source)
+        make_temp = functools.partial(_durable, source)
     else:
         check_space(root, min_free_bytes)
         source, size, digest = raw, len(raw), None  # hashed here while the writer writes
