@@ -49,13 +49,17 @@ def sample_file(name: str) -> Path:
 
 @pytest.fixture(scope="session")
 def sample_files(tmp_path_factory) -> list[Path]:
-    """The varied set: the bundled files plus an RLE instance of its own."""
+    """The varied set: the bundled files plus RLE and JPEG-LS instances of their own (pydicom ships those
+    encodings of MR_small under MR_small's own UIDs)."""
     folder = tmp_path_factory.mktemp("samples")
-    rle = pydicom.dcmread(sample_file("MR_small_RLE.dcm"))
-    rle.SOPInstanceUID = rle.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    rle.SeriesInstanceUID = generate_uid()
-    rle.save_as(folder / "MR_small_RLE_own.dcm", enforce_file_format=True)
-    return [sample_file(name) for name in TEST_FILES] + [folder / "MR_small_RLE_own.dcm"]
+    own = []
+    for name in ("MR_small_RLE.dcm", "MR_small_jpeg_ls_lossless.dcm"):
+        ds = pydicom.dcmread(sample_file(name))
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.SeriesInstanceUID = generate_uid()
+        own.append(folder / name.replace(".dcm", "_own.dcm"))
+        ds.save_as(own[-1], enforce_file_format=True)
+    return [sample_file(name) for name in TEST_FILES] + own
 
 
 def free_port() -> int:
